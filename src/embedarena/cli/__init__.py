@@ -1,0 +1,82 @@
+"""The `embedarena` command. Each command group lives in its own module.
+
+Heavy libraries (torch, transformers, openai) are imported inside commands, never here, so
+`embedarena --help` stays fast and works on the core install.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from embedarena import __version__
+from embedarena.cli import compare as compare_cmd
+from embedarena.cli import data as data_cmd
+from embedarena.cli import es as es_cmd
+from embedarena.cli import evaluate as eval_cmd
+from embedarena.cli import index as index_cmd
+from embedarena.cli import run as run_cmd
+from embedarena.cli.console import err_console
+from embedarena.errors import EmbedarenaError
+
+app = typer.Typer(
+    name="embedarena",
+    help=(
+        "Benchmark embedding models side by side on your own retrieval data: one Elasticsearch "
+        "index per model, query files in, precise@k comparison tables out.\n\n"
+        "Example: embedarena es start && embedarena run examples/quickstart.yaml"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"embedarena {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """embedarena command line."""
+
+
+app.add_typer(es_cmd.app, name="es")
+app.add_typer(data_cmd.app, name="data")
+app.add_typer(index_cmd.app, name="index")
+eval_cmd.register(app)
+compare_cmd.register(app)
+run_cmd.register(app)
+
+
+def main() -> None:
+    """Entry point: our own errors become one red line and an exit code, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except EmbedarenaError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except (typer.Exit, SystemExit) as e:
+        code = getattr(e, "exit_code", None)
+        if code is None:
+            code = getattr(e, "code", 0)
+        sys.exit(code or 0)
+    except typer.Abort:
+        err_console.print("[yellow]aborted[/]")
+        sys.exit(1)
+    except Exception as e:  # click usage errors arrive here under standalone_mode=False
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise

@@ -1,0 +1,1 @@
+"""Evaluation: batch search → Run, pure metric functions, comparison tables."""
