@@ -57,10 +57,12 @@ run_cmd.register(app)
 
 def main() -> None:
     """Entry point: our own errors become one red line and an exit code, never a traceback."""
+    from rich.markup import escape
+
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
     except EmbedarenaError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
@@ -80,3 +82,4 @@ def main() -> None:
             e.show()
             sys.exit(e.exit_code)
         raise
+    sys.exit(rc if isinstance(rc, int) else 0)

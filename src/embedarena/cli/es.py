@@ -1,7 +1,123 @@
-"""Placeholder: the managed node commands (being written)."""
+"""`embedarena es start | stop | status | logs`: the managed local Elasticsearch node."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="Manage the local Elasticsearch node.")
+from embedarena.cli.console import console, err_console
+from embedarena.indexer import node as node_mod
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help=(
+        "Manage the local Elasticsearch node that embedarena uses when no EMBEDARENA_ES_URL is "
+        "set: fetched from Maven Central, run on this machine's JDK, bound to 127.0.0.1, "
+        "security on.\n\nExample: embedarena es start --heap 2g"
+    ),
+)
+
+NAME = typer.Option("default", "--name", help="Node name (state under EMBEDARENA_HOME/nodes).")
+
+
+@app.command()
+def start(
+    port: int = typer.Option(node_mod.DEFAULT_PORT, help="HTTP port on 127.0.0.1."),
+    heap: str = typer.Option(node_mod.DEFAULT_HEAP, help="JVM heap, e.g. 512m or 2g."),
+    distribution: Path | None = typer.Option(
+        None, "--distribution", exists=True, dir_okay=False,
+        help="Use this elasticsearch-<version>.zip instead of fetching it with Maven.",
+    ),
+    version: str = typer.Option(node_mod.DEFAULT_VERSION, help="Elasticsearch version."),
+    timeout: float = typer.Option(180.0, help="Seconds to wait for the node to become healthy."),
+    name: str = NAME,
+) -> None:
+    """Fetch (once), start and wait for a healthy single-node Elasticsearch.
+
+    Example: embedarena es start --port 9200 --heap 1g
+    """
+    node = node_mod.ManagedNode(name=name, version=version)
+    with err_console.status("starting Elasticsearch") as status:
+        state, already = node.start(
+            port=port, heap=heap, distribution=distribution, timeout=timeout,
+            progress=lambda m: status.update(m),
+        )
+    if already:
+        console.print(f"Elasticsearch is already running at {state.url} (pid {state.pid})")
+    else:
+        console.print(f"[green]Elasticsearch {state.version} is up[/] at {state.url} "
+                      f"(pid {state.pid}, Java {state.java_major}, heap {state.heap})")
+    console.print(f"  user: {node_mod.USER}; password file (0600): {node.password_file}")
+    console.print(f"  try: curl -u {node_mod.USER}:\"$(cat {node.password_file})\" {state.url}")
+
+
+@app.command()
+def stop(
+    purge: bool = typer.Option(False, "--purge", help="Also delete the node's data and password."),
+    name: str = NAME,
+) -> None:
+    """Stop the managed node; its data is kept unless --purge.
+
+    Example: embedarena es stop --purge
+    """
+    node = node_mod.ManagedNode(name=name)
+    stopped = node.stop(purge=purge)
+    if stopped:
+        console.print("stopped Elasticsearch" + (" and deleted its data" if purge else ""))
+    else:
+        console.print("Elasticsearch was not running" + ("; deleted its data" if purge else ""))
+
+
+@app.command()
+def status(name: str = NAME) -> None:
+    """Show where embedarena connects: the configured cluster or the managed node.
+
+    Prints the URL and the kind of authentication, never the secret.
+
+    Example: embedarena es status
+    """
+    from embedarena.settings import config_file_path, load_es_settings
+
+    settings = load_es_settings()
+    cfg = config_file_path()
+    if not settings.managed:
+        from embedarena.indexer.es import connect, es_errors, server_version
+
+        client, target = connect(settings, check=False)
+        console.print(f"cluster: {target.display} (configured"
+                      + (f" in {cfg}" if cfg else " in the environment") + ")")
+        console.print(f"auth: {target.auth_kind}")
+        version = server_version(client, target)
+        with es_errors(target):
+            health = client.cluster.health()
+        console.print(f"version: {version}; health: {health['status']}")
+        return
+    node = node_mod.ManagedNode(name=name)
+    st = node.status()
+    console.print(f"managed node '{name}': {st.detail}")
+    if st.url:
+        console.print(f"url: {st.url}")
+    if st.running:
+        console.print(f"pid: {st.pid}; version: {st.version}; health: {st.health}")
+        console.print(f"auth: basic as '{node_mod.USER}', password in {node.password_file}")
+    if not st.running:
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(
+    lines: int = typer.Option(50, "-n", "--lines", help="How many lines from the end."),
+    name: str = NAME,
+) -> None:
+    """Print the end of the managed node's log.
+
+    Example: embedarena es logs -n 100
+    """
+    node = node_mod.ManagedNode(name=name)
+    out = node.log_lines(lines)
+    if not out:
+        console.print(f"no log yet at {node.logs_dir}")
+        return
+    for ln in out:
+        console.out(ln.rstrip("\n"), highlight=False)

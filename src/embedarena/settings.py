@@ -1,0 +1,183 @@
+"""Connection settings for Elasticsearch, from the environment or a config file.
+
+Precedence (highest first): explicit arguments > environment (`EMBEDARENA_ES_*`) > config file
+(`EMBEDARENA_CONFIG`, else `./embedarena.toml`, else `~/.config/embedarena/config.toml`, section
+`[es]`) > defaults. Secrets are `SecretStr`, so printing the settings never shows them; the config
+file may name a secrets file (`password_file` / `api_key_file`) that must be 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from embedarena.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def config_file_path() -> Path | None:
+    """The config file in force, if any (the first that exists in precedence order)."""
+    env = os.environ.get("EMBEDARENA_CONFIG")
+    if env:
+        p = Path(env).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"EMBEDARENA_CONFIG points to {p}, which does not exist")
+        return p
+    for p in (Path.cwd() / "embedarena.toml", Path.home() / ".config/embedarena/config.toml"):
+        if p.is_file():
+            return p
+    return None
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    """Read a secret from a file that only its owner may read (mode 0600 or stricter)."""
+    p = Path(path).expanduser()
+    try:
+        mode = p.stat().st_mode
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} file {p}: {e.strerror}") from e
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{what} file {p} is readable by group or others (mode {oct(mode & 0o777)}); "
+            f"run: chmod 600 {p}"
+        )
+    return p.read_text(encoding="utf-8").strip()
+
+
+class _TomlSection(PydanticBaseSettingsSource):
+    """Reads the `[es]` table of the config file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], section: str) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        path = config_file_path()
+        if path is None:
+            return
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"{path}: cannot parse config file: {e}") from e
+        table = doc.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{section}] must be a table")
+        for secret in ("password", "api_key"):
+            if secret in table:
+                raise ConfigError(
+                    f"{path}: do not put '{secret}' in a config file; use the environment "
+                    f"(EMBEDARENA_ES_{secret.upper()}) or '{secret}_file' pointing to a 0600 file"
+                )
+        self._data = table
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class ESSettings(BaseSettings):
+    """How to reach Elasticsearch. With no `url`, the managed local node is used."""
+
+    model_config = SettingsConfigDict(env_prefix="EMBEDARENA_ES_", extra="forbid")
+
+    url: list[str] | None = Field(
+        default=None, description="One or more node URLs; comma-separated in the environment."
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    ca_certs: Path | None = None
+    ssl_fingerprint: str | None = None
+    verify_certs: bool = True
+    request_timeout: float = 30.0
+    max_retries: int = 3
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _split_urls(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            parts = [u.strip() for u in v.split(",") if u.strip()]
+            return parts or None
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _PlainEnv(settings_cls), _TomlSection(settings_cls, "es"))
+
+    # -- derived -------------------------------------------------------------------------
+    @property
+    def managed(self) -> bool:
+        """True when no URL is configured: commands use the managed local node."""
+        return not self.url
+
+    def resolved_password(self) -> str | None:
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return read_secret_file(self.password_file, "Elasticsearch password")
+        return None
+
+    def resolved_api_key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_file is not None:
+            return read_secret_file(self.api_key_file, "Elasticsearch API key")
+        return None
+
+    def auth_kind(self) -> Literal["api_key", "basic", "none"]:
+        if self.api_key is not None or self.api_key_file is not None:
+            return "api_key"
+        if self.username is not None:
+            return "basic"
+        return "none"
+
+
+class _PlainEnv(PydanticBaseSettingsSource):
+    """`EMBEDARENA_ES_*` variables read as plain strings (so `URL=a,b` needs no JSON)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        key = f"EMBEDARENA_ES_{field_name.upper()}"
+        return os.environ.get(key), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.settings_cls.model_fields:
+            val = os.environ.get(f"EMBEDARENA_ES_{name.upper()}")
+            if val is not None and val != "":
+                out[name] = val
+        return out
+
+
+def load_es_settings(**overrides: Any) -> ESSettings:
+    """Build settings, mapping validation errors to one-line ConfigErrors."""
+    from pydantic import ValidationError
+
+    try:
+        return ESSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(f"invalid Elasticsearch setting '{loc}': {first['msg']}") from None
