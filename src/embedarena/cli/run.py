@@ -1,9 +1,101 @@
-"""Placeholder: filled in by the core-loop work."""
+"""`embedarena run EXPERIMENT`: build-if-needed → eval → compare, for every model."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from embedarena.cli.console import console, err_console
+
+
+def run_cmd(
+    experiment: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                      help="Experiment YAML (see examples/)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (default: the "
+                                    "experiment's `out`, else runs/<name> beside it)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild every index."),
+    only: list[str] = typer.Option([], "--model", "-m", help="Run only these model names."),
+) -> None:
+    """Run an experiment end to end and print the comparison table.
+
+    Indexes whose model fingerprint, corpus and settings are unchanged are reused, and
+    embeddings come from the cache, so a re-run only searches.
+
+    Example: embedarena run examples/quickstart.yaml
+    """
+    from embedarena import pipeline as pl
+    from embedarena.evaluation.compare import Comparison
+    from embedarena.evaluation.metrics import evaluate, parse_metrics
+    from embedarena.experiment import load_experiment
+    from embedarena.indexer.es import connect, server_version
+
+    exp = load_experiment(experiment)
+    out_dir = out or exp.out
+    assert out_dir is not None
+    specs = parse_metrics(exp.metrics)
+    depth = pl.depth_for(exp.metrics, exp.depth)
+    docs = pl.load_corpus_source(exp.corpus)
+    sets = pl.load_query_sources(exp.queries)
+    err_console.print(f"experiment [bold]{exp.name}[/]: {len(docs)} documents, "
+                      + ", ".join(f"{q.name} ({len(q)} queries)" for q in sets)
+                      + f", {len(exp.models)} models")
+    for qs in sets:
+        missing = pl.gold_coverage(docs, qs)
+        if missing:
+            err_console.print(f"[yellow]warning:[/] {qs.name}: {len(missing)} queries have gold "
+                              "labels missing from the corpus; they count as misses")
+    client, target = connect()
+    es_version = server_version(client, target)
+    raw_models = list(exp.models)
+    if only:
+        from embedarena.cli.index import _select
+
+        raw_models = _select(raw_models, only)
+    comparison = Comparison()
+    opts = pl.index_options(exp.index)
+    summary = []
+    with pl.progress_bar() as progress:
+        for raw in raw_models:
+            handle = pl.prepare_model(raw, exp.index.prefix, cache=exp.cache)
+            built = pl.build_index(client, target, handle, docs, opts, force=force,
+                                   progress=progress)
+            for qs in sets:
+                run = pl.evaluate_model(client, target, handle, qs, depth,
+                                        exp.index.num_candidates, exp.index.msearch_batch,
+                                        corpus_sha=docs.sha256(), progress=progress)
+                run.meta.update(pl.run_metadata(target, es_version, {
+                    "experiment": exp.name, "corpus_source": docs.source,
+                    "corpus_sha256": docs.sha256(), "queries_source": qs.source,
+                    "queries_sha256": qs.sha256(), "index_reused": built.reused,
+                }))
+                result = evaluate(run, specs)
+                run_dir = out_dir / pl_slug(qs.name) / pl_slug(handle.name)
+                run.save(run_dir)
+                result.save(run_dir / "metrics.json")
+                comparison.add(handle.name, qs.name, result)
+            stats = getattr(handle.embedder, "stats", None)
+            summary.append({"model": handle.name, "alias": built.alias, "index": built.index,
+                            "reused_index": built.reused,
+                            "cache": dict(stats) if isinstance(stats, dict) else None})
+            if built.reused:
+                err_console.print(f"{handle.name}: reused index {built.index}")
+    comparison.save(out_dir)
+    pl.save_json(out_dir / "experiment.json", {
+        "name": exp.name, "metrics": exp.metrics, "depth": depth,
+        "models": summary, "query_sets": [q.name for q in sets],
+        "experiment_file": str(experiment.resolve()),
+    })
+    console.print(comparison.to_rich_table())
+    err_console.print(f"results in {out_dir}")
+
+
+def pl_slug(name: str) -> str:
+    import re
+
+    s = re.sub(r"[^\w.-]+", "-", name, flags=re.UNICODE).strip("-.")
+    return s or "unnamed"
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("run")(run_cmd)
