@@ -1,9 +1,92 @@
-"""Placeholder: filled in by the core-loop work."""
+"""`embedarena compare RUN_DIR...`: the comparison table of saved runs, without searching again."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from embedarena.cli.console import console, err_console
+from embedarena.errors import DataError
+
+
+def find_run_dirs(paths: list[Path]) -> list[Path]:
+    """Each path is a run directory (has run.jsonl) or a folder searched for them, so
+    `compare runs/exp1` picks up every model and query set an experiment wrote."""
+    found: dict[Path, None] = {}
+    for p in paths:
+        if not p.exists():
+            raise DataError(p, "no such file or directory")
+        if (p / "run.jsonl").is_file():
+            found[p] = None
+            continue
+        if not p.is_dir():
+            raise DataError(p, "not a run directory (expected a folder with run.jsonl)")
+        below = sorted(f.parent for f in p.rglob("run.jsonl") if f.is_file())
+        if not below:
+            raise DataError(p, "no run.jsonl here or below: not a run directory")
+        found.update(dict.fromkeys(below))
+    return list(found)
+
+
+def _labels(keys: list[tuple[str, str, Path]]) -> list[str]:
+    """Model labels for the table: the run's model name, plus its folder where two runs of the
+    same model on the same query set would otherwise share a row."""
+    def clashes(labels: list[str]) -> set[tuple[str, str]]:
+        seen: dict[tuple[str, str], int] = {}
+        for lab, (_, qs, _) in zip(labels, keys, strict=True):
+            seen[(lab, qs)] = seen.get((lab, qs), 0) + 1
+        return {k for k, n in seen.items() if n > 1}
+
+    labels = [m for m, _, _ in keys]
+    for attempt in (lambda m, d: f"{m} [{d.name}]", lambda m, d: f"{m} [{d}]"):
+        dup = clashes(labels)
+        if not dup:
+            break
+        labels = [attempt(m, d) if (lab, qs) in dup else lab
+                  for lab, (m, qs, d) in zip(labels, keys, strict=True)]
+    return labels
+
+
+def compare_cmd(
+    run_dirs: Annotated[list[Path], typer.Argument(
+        metavar="RUN_DIR",
+        help="Run directories (run.jsonl + meta.json, as eval/run write them), or folders "
+             "to search for them.")],
+    metrics: Annotated[str | None, typer.Option(
+        "--metrics", "-m",
+        help="Metrics to show, e.g. 'precise@1,2,5,mrr@10' (a bare number repeats the "
+             "previous metric). Default: what each run's metrics.json holds.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Also write comparison.md, .csv and .json here.")] = None,
+) -> None:
+    """Compare saved runs side by side: models × metrics, one table per query set.
+
+    precise@k (seed 004): a query is right only if every gold label is in the top k.
+
+    precision@k: the usual share of the top k that is relevant. Not the same thing.
+
+    Metrics: precise, hit, recall, precision (@k, shown in %); mrr, map, ndcg (@k or whole list).
+
+    Example: embedarena compare runs/bge runs/bge-ft --metrics precise@1,2,5 --out report
+    """
+    from embedarena.evaluation.compare import Comparison, load_run_dir
+    from embedarena.evaluation.metrics import parse_metrics
+
+    specs = parse_metrics(metrics) if metrics is not None else None
+    dirs = find_run_dirs(run_dirs)
+    loaded = [(d, *load_run_dir(d, specs)) for d in dirs]
+    labels = _labels([(run.model, run.query_set, d) for d, run, _ in loaded])
+    comparison = Comparison()
+    # table titles say how many queries were scored and how many had no relevant gold
+    for label, (_, run, result) in zip(labels, loaded, strict=True):
+        comparison.add(label, run.query_set, result)
+    console.print(comparison.to_rich_table())
+    if out is not None:
+        for p in comparison.save(out):
+            err_console.print(f"wrote {p}")
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("compare")(compare_cmd)

@@ -1,0 +1,276 @@
+"""Side-by-side tables of models × metrics, one table per query set (seed 004's slide table).
+
+Layout: one table per query set (seed 004 compares "原数据" and "新数据"), rows = models,
+columns = metrics. Separate tables read better than one wide table with grouped headers, which
+neither Markdown nor a terminal can span; every table lists every model, so a model that was not
+run on a query set shows empty cells and the rows still line up.
+
+Display: precise/hit/recall/precision (shares of queries or documents) as percentages with one
+decimal, like the seed's 42.7; mrr/map/ndcg as 0-1 scores with three decimals, like seed 000's
+MAP 0.667. The best value in each column is marked (bold in Markdown, highlighted in the
+terminal), compared at the displayed precision so equal-looking values are marked alike.
+CSV and JSON carry the unrounded 0-1 values.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from embedarena.errors import ConfigError, DataError
+from embedarena.evaluation.metrics import (
+    MetricSpec,
+    RunMetrics,
+    evaluate,
+    get_metric,
+    parse_metrics,
+)
+from embedarena.evaluation.run import Run
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
+
+UNITS_NOTE = "precise/hit/recall/precision in %; mrr/map/ndcg as scores from 0 to 1"
+
+
+def _metric_name(column: str) -> str:
+    return column.split("@", 1)[0]
+
+
+def format_value(column: str, value: float | None) -> str:
+    """Display form of a 0-1 value for a metric column (`precise@1` → '42.7'); '' if missing."""
+    if value is None or math.isnan(value):
+        return ""
+    if get_metric(_metric_name(column)).percent:
+        return f"{100 * value:.1f}"
+    return f"{value:.3f}"
+
+
+@dataclass(frozen=True)
+class Row:
+    model: str
+    query_set: str
+    metrics: RunMetrics
+
+
+class Comparison:
+    """Results of several models on one or more query sets, rendered as tables and files."""
+
+    def __init__(self, rows: Iterable[tuple[str, str, RunMetrics]] = ()) -> None:
+        self._rows: dict[tuple[str, str], Row] = {}
+        for model, query_set, metrics in rows:
+            self.add(model, query_set, metrics)
+
+    def add(self, model: str, query_set: str, metrics: RunMetrics) -> None:
+        """Add one model's results on one query set; the same pair twice is a mistake."""
+        key = (model, query_set)
+        if key in self._rows:
+            raise ConfigError(f"model {model!r} on query set {query_set!r} was given twice")
+        self._rows[key] = Row(model, query_set, metrics)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @property
+    def rows(self) -> list[Row]:
+        return list(self._rows.values())
+
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(r.model for r in self._rows.values()))
+
+    @property
+    def query_sets(self) -> list[str]:
+        return list(dict.fromkeys(r.query_set for r in self._rows.values()))
+
+    def columns(self, query_set: str) -> list[str]:
+        """Metric columns of a query set: every metric any model has there, first-seen order."""
+        cols: dict[str, None] = {}
+        for r in self._rows.values():
+            if r.query_set == query_set:
+                cols.update(dict.fromkeys(r.metrics.means))
+        return list(cols)
+
+    def value(self, model: str, query_set: str, column: str) -> float | None:
+        """The mean, or None where that model has no result (not run, or nothing to average)."""
+        row = self._rows.get((model, query_set))
+        if row is None:
+            return None
+        v = row.metrics.means.get(column)
+        return None if v is None or math.isnan(v) else v
+
+    def best(self, query_set: str, column: str) -> list[str]:
+        """Models with the best displayed value; none when fewer than two models have a value."""
+        shown = {m: format_value(column, self.value(m, query_set, column)) for m in self.models}
+        present = {m: float(s) for m, s in shown.items() if s}
+        if len(present) < 2:
+            return []
+        top = max(present.values())
+        return [m for m, v in present.items() if v == top]
+
+    def _caption(self, query_set: str) -> tuple[str, bool]:
+        """Title text and whether rows need their own `n` column (models saw different counts)."""
+        rows = [r.metrics for r in self._rows.values() if r.query_set == query_set]
+        counts = {(m.n_evaluated, m.n_excluded) for m in rows}
+        name = query_set or "queries"
+        if len(counts) == 1:
+            n_eval, n_excl = next(iter(counts))
+            text = f"{name}: {n_eval} queries"
+            if n_excl:
+                text += f" ({n_excl} without relevant gold excluded)"
+            return text, False
+        text = f"{name}: models were scored on different numbers of queries (see n)"
+        if any(m.n_excluded for m in rows):
+            text += "; queries without relevant gold are excluded"
+        return text, True
+
+    # --- renderings -----------------------------------------------------------------------
+
+    def to_rich_tables(self) -> list[Table]:
+        from rich.table import Table
+        from rich.text import Text
+
+        tables = []
+        for qs in self.query_sets:
+            cols = self.columns(qs)
+            title, with_n = self._caption(qs)
+            table = Table(title=Text(title), caption=UNITS_NOTE + "; best per column highlighted",
+                          title_justify="left", caption_justify="left")
+            table.add_column("model", style="bold")
+            if with_n:
+                table.add_column("n", justify="right")
+            for c in cols:
+                table.add_column(Text(c), justify="right")
+            best = {c: set(self.best(qs, c)) for c in cols}
+            for m in self.models:
+                # Text, not str: model names like "bge [run2]" must not be read as markup
+                cells = [Text(m)]
+                if with_n:
+                    row = self._rows.get((m, qs))
+                    cells.append(Text(str(row.metrics.n_evaluated) if row else ""))
+                for c in cols:
+                    text = format_value(c, self.value(m, qs, c))
+                    cells.append(Text(text, style="bold green" if m in best[c] else ""))
+                table.add_row(*cells)
+            tables.append(table)
+        return tables
+
+    def to_rich_table(self) -> RenderableType:
+        """One table per query set (a single Table when there is one set) for console.print."""
+        from rich.console import Group
+
+        tables = self.to_rich_tables()
+        return tables[0] if len(tables) == 1 else Group(*tables)
+
+    def to_markdown(self) -> str:
+        parts = []
+        for qs in self.query_sets:
+            cols = self.columns(qs)
+            title, with_n = self._caption(qs)
+            head = ["model", *(["n"] if with_n else []), *cols]
+            lines = [f"### {_md(title)}", "",
+                     "| " + " | ".join(_md(h) for h in head) + " |",
+                     "|" + "---|" + "---:|" * (len(head) - 1)]
+            best = {c: set(self.best(qs, c)) for c in cols}
+            for m in self.models:
+                cells = [_md(m)]
+                if with_n:
+                    row = self._rows.get((m, qs))
+                    cells.append(str(row.metrics.n_evaluated) if row else "")
+                for c in cols:
+                    text = format_value(c, self.value(m, qs, c))
+                    cells.append(f"**{text}**" if m in best[c] else text)
+                lines.append("| " + " | ".join(cells) + " |")
+            parts.append("\n".join(lines))
+        body = "\n\n".join(parts)
+        return f"{body}\n\n{UNITS_NOTE}. Bold: best in its column.\n"
+
+    def to_csv(self) -> str:
+        """One line per (model, query set) with unrounded 0-1 values; empty where not computed."""
+        cols = list(dict.fromkeys(c for qs in self.query_sets for c in self.columns(qs)))
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["model", "query_set", "n_queries", "n_evaluated", "n_excluded", *cols])
+        for r in self._rows.values():
+            vals = [self.value(r.model, r.query_set, c) for c in cols]
+            w.writerow([r.model, r.query_set, r.metrics.n_queries, r.metrics.n_evaluated,
+                        r.metrics.n_excluded, *("" if v is None else repr(v) for v in vals)])
+        return buf.getvalue()
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict: rows with unrounded values, plus the best models per column."""
+        return {
+            "models": self.models,
+            "query_sets": self.query_sets,
+            "rows": [{
+                "model": r.model, "query_set": r.query_set,
+                "n_queries": r.metrics.n_queries, "n_evaluated": r.metrics.n_evaluated,
+                "n_excluded": r.metrics.n_excluded,
+                "metrics": {c: self.value(r.model, r.query_set, c) for c in r.metrics.means},
+            } for r in self._rows.values()],
+            "best": {qs: {c: self.best(qs, c) for c in self.columns(qs)}
+                     for qs in self.query_sets},
+        }
+
+    def save(self, out_dir: Path) -> list[Path]:
+        """Write comparison.md, comparison.csv and comparison.json into out_dir."""
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            paths = [out_dir / "comparison.md", out_dir / "comparison.csv",
+                     out_dir / "comparison.json"]
+            paths[0].write_text(self.to_markdown(), encoding="utf-8")
+            # utf-8-sig so Excel opens Chinese model/query-set names correctly
+            paths[1].write_text(self.to_csv(), encoding="utf-8-sig")
+            paths[2].write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=2) + "\n",
+                                encoding="utf-8")
+        except OSError as e:
+            raise DataError(out_dir, f"cannot write the comparison: {e.strerror or e}") from e
+        return paths
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def load_run_dir(path: Path,
+                 specs: str | Iterable[str | MetricSpec] | None = None) -> tuple[Run, RunMetrics]:
+    """Read a run directory written by `Run.save` (+ `RunMetrics.save`).
+
+    The saved metrics.json is used when it covers what is asked (by default: whatever it holds)
+    and matches the run's queries; otherwise the metrics are recomputed from run.jsonl, which is
+    the source of truth. Without metrics.json and specs, the default metrics are computed.
+    """
+    from embedarena.evaluation.metrics import DEFAULT_METRICS
+
+    run = Run.load(path)
+    wanted = parse_metrics(specs) if specs is not None else None
+    mpath = path / "metrics.json"
+    if mpath.exists():
+        saved = RunMetrics.load(mpath)
+        qids = [r.qid for r in run.results]
+        fresh = saved.has_per_query and saved.qids == qids or (
+            not saved.has_per_query and saved.n_queries == len(qids))
+        if fresh and (wanted is None or set(wanted) <= set(saved.specs)):
+            if wanted is not None:
+                saved = _select(saved, wanted)
+            saved.model, saved.query_set = run.model, run.query_set
+            return run, saved
+        if wanted is None:
+            wanted = saved.specs or parse_metrics(DEFAULT_METRICS)
+    return run, evaluate(run, wanted if wanted is not None else DEFAULT_METRICS)
+
+
+def _select(m: RunMetrics, specs: list[MetricSpec]) -> RunMetrics:
+    """The same results restricted to (and ordered by) `specs`."""
+    keys = [str(s) for s in specs]
+    return RunMetrics(model=m.model, query_set=m.query_set, specs=list(specs), qids=m.qids,
+                      values={k: m.values[k] for k in keys if k in m.values},
+                      excluded=m.excluded, means={k: m.means[k] for k in keys},
+                      summary_only=m.summary_only)
