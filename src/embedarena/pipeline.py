@@ -25,7 +25,7 @@ from rich.progress import (
 from embedarena import __version__
 from embedarena.data.types import Corpus, QuerySet
 from embedarena.errors import ConfigError
-from embedarena.indexer.build import BuildResult, Builder, IndexOptions, alias_for
+from embedarena.indexer.build import Builder, BuildResult, IndexOptions, alias_for
 from embedarena.indexer.es import Target
 
 if TYPE_CHECKING:

@@ -31,8 +31,7 @@ def run_cmd(
     from embedarena.indexer.es import connect, server_version
 
     exp = load_experiment(experiment)
-    out_dir = out or exp.out
-    assert out_dir is not None
+    out_dir = out or exp.out or experiment.resolve().parent / "runs" / exp.name
     specs = parse_metrics(exp.metrics)
     depth = pl.depth_for(exp.metrics, exp.depth)
     docs = pl.load_corpus_source(exp.corpus)
