@@ -1,0 +1,187 @@
+"""`CachedEmbedder`: re-runs and index rebuilds never re-embed unchanged text.
+
+Keyed by (embedder fingerprint, side, sha256(text)): the fingerprint covers weights and every
+setting that shapes the vectors, and the side (query/document) matters because a query
+instruction is applied to queries only. Layout::
+
+    <cache_dir("embeddings")>/<fingerprint with ':' as '-'>/vectors.sqlite
+
+One SQLite file per fingerprint, table `vectors(side, sha, vec)` with raw little-endian float32
+blobs. Why SQLite: it is in the standard library, a lookup of thousands of keys is one indexed
+query, writes are transactions (a crash never leaves a half-written vector), and in WAL mode
+any number of readers work alongside one writer, across processes (two `embedarena run`s
+sharing a cache are fine; a `busy_timeout` makes a second writer wait rather than fail). One
+file per fingerprint means deleting a model's cache is deleting a folder. Misses of one call
+are written in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Sequence
+from contextlib import closing
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from embedarena.embedders.base import Embedder, Similarity, check_output
+from embedarena.errors import EmbedderError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_SQL_VARS = 500  # keys per SELECT ... IN (...) (SQLite's variable limit is 999 on old builds)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS vectors (
+    side TEXT NOT NULL,
+    sha BLOB NOT NULL,
+    vec BLOB NOT NULL,
+    PRIMARY KEY (side, sha)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def _text_key(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+class CachedEmbedder:
+    """Wraps any `Embedder`; only texts not in the cache reach it, in one batched call per
+    `embed_*` call. Duplicates within a call are embedded once.
+
+    `hits` counts texts served from the cache, `misses` texts sent to the model (a text
+    repeated within one call is sent, and counted, once); for run metadata ("re-used N cached
+    embeddings"). `stats` has both plus the number of calls that reached the model.
+    """
+
+    def __init__(self, inner: Embedder, cache_dir: str | Path | None = None) -> None:
+        self.inner = inner
+        self.name = inner.name
+        if cache_dir is None:
+            from embedarena.paths import cache_dir as default_cache_dir
+
+            cache_dir = default_cache_dir("embeddings")
+        self.root = Path(cache_dir)
+        self.hits = 0
+        self.misses = 0
+        self.inner_calls = 0
+
+    # -- protocol (delegated) ------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    @property
+    def normalized(self) -> bool:
+        return bool(getattr(self.inner, "normalized", False))
+
+    @property
+    def similarity(self) -> Similarity:
+        sim = getattr(self.inner, "similarity", None)
+        if sim in ("cosine", "dot_product"):
+            return sim
+        return "dot_product" if self.normalized else "cosine"
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses, "inner_calls": self.inner_calls}
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / self.fingerprint.replace(":", "-").replace("/", "_") / "vectors.sqlite"
+
+    def __getattr__(self, item: str) -> Any:
+        # Adapter-specific extras (settings(), model_dir, ...) stay reachable through the cache.
+        if item == "inner":
+            raise AttributeError(item)
+        return getattr(self.inner, item)
+
+    def __repr__(self) -> str:
+        return f"CachedEmbedder({self.inner!r}, root={str(self.root)!r})"
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(list(texts), "query")
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(list(texts), "document")
+
+    # -- work ----------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        path = self.db_path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(path, timeout=60, isolation_level=None)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            con.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise EmbedderError(f"embedding cache {path}: {e}") from None
+        return con
+
+    def _embed(self, texts: list[str], side: str) -> np.ndarray:
+        import numpy as np
+
+        dim = self.dim
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        if not texts:
+            return out
+        keys = [_text_key(t) for t in texts]
+        with closing(self._connect()) as con:
+            found = self._lookup(con, side, keys, dim)
+            missing: dict[bytes, list[int]] = {}
+            for i, k in enumerate(keys):
+                vec = found.get(k)
+                if vec is None:
+                    missing.setdefault(k, []).append(i)
+                else:
+                    out[i] = vec
+            self.hits += len(texts) - sum(len(v) for v in missing.values())
+            if missing:
+                first = [idx[0] for idx in missing.values()]
+                todo = [texts[i] for i in first]
+                self.inner_calls += 1
+                fn = self.inner.embed_queries if side == "query" else self.inner.embed_documents
+                vecs = check_output(fn(todo), len(todo), dim, self.name)
+                self.misses += len(todo)
+                for idx, vec in zip(missing.values(), vecs):
+                    out[idx] = vec
+                self._store(con, side, list(missing), vecs)
+        return out
+
+    def _lookup(self, con: sqlite3.Connection, side: str, keys: list[bytes],
+                dim: int) -> dict[bytes, np.ndarray]:
+        import numpy as np
+
+        found: dict[bytes, np.ndarray] = {}
+        unique = list(dict.fromkeys(keys))
+        try:
+            for start in range(0, len(unique), _SQL_VARS):
+                chunk = unique[start:start + _SQL_VARS]
+                q = (f"SELECT sha, vec FROM vectors WHERE side = ? AND sha IN "
+                     f"({','.join('?' * len(chunk))})")
+                for sha, blob in con.execute(q, (side, *chunk)):
+                    if len(blob) == 4 * dim:  # anything else is not ours: treat as a miss
+                        found[bytes(sha)] = np.frombuffer(blob, dtype="<f4")
+        except sqlite3.Error as e:
+            raise EmbedderError(f"embedding cache {self.db_path}: {e}") from None
+        return found
+
+    def _store(self, con: sqlite3.Connection, side: str, keys: list[bytes],
+               vecs: np.ndarray) -> None:
+        rows = [(side, k, v.astype("<f4").tobytes()) for k, v in zip(keys, vecs)]
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany("INSERT OR REPLACE INTO vectors (side, sha, vec) VALUES (?, ?, ?)",
+                            rows)
+            con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('model', ?), "
+                        "('dim', ?)", (self.name, str(vecs.shape[1])))
+            con.execute("COMMIT")
+        except sqlite3.Error as e:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise EmbedderError(f"embedding cache {self.db_path}: cannot write: {e}") from None
