@@ -1,0 +1,40 @@
+"""report.md: the headline table plus the significance verdicts, to paste into a wiki or chat."""
+
+from __future__ import annotations
+
+from embedarena.evaluation.report.html import fmt_diff, fmt_p
+from embedarena.evaluation.report.model import Report
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: Report) -> str:
+    o = report.options
+    lines = [f"# {_md(report.title)}", "",
+             f"Created {report.created} by embedarena {report.version}."
+             + (f" Baseline: **{_md(report.baseline)}**." if report.baseline else ""), "",
+             report.comparison.to_markdown().rstrip(), ""]
+    tested = [(s, t) for s in report.sets for t in s.significance]
+    if tested:
+        lines += [f"## Against {_md(report.baseline or '')}", "",
+                  "| query set | model | metric | difference | "
+                  f"{o.confidence:.0%} CI | p (Holm) | wins/ties/losses | verdict |",
+                  "|---|---|---|---:|---:|---:|---:|---|"]
+        for s, t in tested:
+            if t.n == 0:
+                verdict = "no common queries"
+            elif t.significant(o.alpha):
+                verdict = "**better**" if t.diff > 0 else "**worse**"
+            else:
+                verdict = "no significant difference"
+            lines.append(
+                f"| {_md(s.name)} | {_md(t.model)} | {t.metric} | {fmt_diff(t.diff, t.metric)} "
+                f"| [{fmt_diff(t.ci_low, t.metric)}, {fmt_diff(t.ci_high, t.metric)}] "
+                f"| {fmt_p(t.p_holm)} | {t.wins}/{t.ties}/{t.losses} | {verdict} |")
+        lines += ["", "Method: " + " ".join(report.methods), ""]
+    notes = [*report.notes, *(n for s in report.sets for n in s.notes)]
+    if notes:
+        lines += ["## Notes", "", *(f"- {_md(n)}" for n in notes), ""]
+    return "\n".join(lines)
