@@ -1,0 +1,905 @@
+"""Readers and writers for the corpus, query and training formats our users already have.
+
+Every reader streams line by line where the format allows, names the file and the line (or row,
+or list item) of any bad record in a one-line `DataError`, and fills a `LoadReport` so a caller
+can show that what went in is what came out ("counts in == counts out"). With `skip_bad=True`
+a bad record is counted and skipped instead of stopping the load; problems with the file as a
+whole (empty, unknown layout, missing column) always stop it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from embedarena.data.types import Corpus, Query, QuerySet
+from embedarena.errors import DataError
+
+__all__ = [
+    "BadRecordError",
+    "LoadReport",
+    "TrainExample",
+    "gold_not_in_corpus",
+    "load_corpus",
+    "load_corpus_with_report",
+    "load_queries",
+    "load_queries_with_report",
+    "load_train",
+    "load_train_with_report",
+    "read_table",
+    "sniff_kind",
+    "write_jsonl",
+    "write_labels",
+]
+
+# Field names recognised when a record does not say which field is which (first match wins).
+ID_FIELDS = ("_id", "id", "docid", "doc_id")
+TEXT_FIELDS = ("text", "content", "contents", "passage", "label")
+QID_FIELDS = ("id", "qid", "_id")
+TABLE_TEXT_COLUMNS = ("label", "text")
+SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm")
+TABLE_SUFFIXES = (".csv", ".tsv", *SPREADSHEET_SUFFIXES)
+MAX_EXAMPLES = 5
+
+
+# -- reporting -------------------------------------------------------------------------------
+class BadRecordError(DataError):
+    """One bad record (line, row or list item). `reason` is the short key it is counted under
+    when the caller asked to skip bad records."""
+
+    def __init__(self, path: str | Path, message: str, line: int | None, where: str,
+                 reason: str) -> None:
+        super().__init__(path, message, line=line, where=where)
+        self.reason = reason
+
+
+@dataclass
+class LoadReport:
+    """What a load read, kept and skipped, in the input's own unit (line, row or item).
+
+    The invariant `read == loaded + skipped_total` always holds, so a caller can show that no
+    record went missing silently. `notes` counts adjustments that kept the record (for example
+    negatives removed because they were also positives).
+    """
+
+    path: str
+    kind: str
+    format: str = ""
+    unit: str = "line"
+    read: int = 0
+    loaded: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+    notes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    def skip(self, err: BadRecordError, records: int = 1) -> None:
+        self.skipped[err.reason] = self.skipped.get(err.reason, 0) + records
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(str(err))
+
+    def note(self, key: str, n: int = 1) -> None:
+        if n:
+            self.notes[key] = self.notes.get(key, 0) + n
+
+    def summary(self) -> str:
+        """One line for humans: `read 12 lines, loaded 10, skipped 2 (malformed JSON: 2)`."""
+        out = f"read {self.read} {self.unit}s, loaded {self.loaded}"
+        if self.skipped:
+            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped.items()))
+            out += f", skipped {self.skipped_total} ({reasons})"
+        return out
+
+
+class RecordGuard:
+    """Raises a bad record, or counts it when the caller asked to skip bad records."""
+
+    def __init__(self, report: LoadReport, skip_bad: bool) -> None:
+        self.report = report
+        self.skip_bad = skip_bad
+
+    def __call__(self, err: BadRecordError, records: int = 1) -> None:
+        if not self.skip_bad:
+            raise err
+        self.report.skip(err, records)
+
+
+# -- low-level input -------------------------------------------------------------------------
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise DataError(path, "no such file")
+    if not path.is_file():
+        raise DataError(path, "not a file")
+
+
+def _first_byte(path: Path) -> bytes:
+    """The first non-whitespace byte (after a UTF-8 BOM); an empty file is an error."""
+    with path.open("rb") as f:
+        while True:
+            chunk = f.read(65536)
+            if not chunk:
+                raise DataError(path, "file is empty")
+            stripped = chunk.lstrip(codecs.BOM_UTF8 + b" \t\r\n")
+            if stripped:
+                return stripped[:1]
+
+
+def _utf8_error(path: Path, raw: bytes, err: UnicodeDecodeError, line: int,
+                where: str = "line") -> BadRecordError:
+    bad = raw[err.start:err.start + 1].hex()
+    return BadRecordError(path, f"not valid UTF-8 (byte 0x{bad} at column {err.start + 1})",
+                          line, where, "not UTF-8")
+
+
+def iter_lines(path: Path, guard: RecordGuard | None) -> Iterator[tuple[int, str]]:
+    """Decoded lines with their 1-based numbers; a line with non-UTF-8 bytes is a bad record."""
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            if n == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                err = _utf8_error(path, raw, e, n)
+                if guard is None:
+                    raise err from None
+                guard.report.read += 1
+                guard(err)
+                continue
+            yield n, text.rstrip("\r\n")
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def iter_json_values(path: Path, report: LoadReport,
+                     guard: RecordGuard) -> Iterator[tuple[int, Any]]:
+    """(number, value) for each record of a JSONL file or of a JSON array file.
+
+    A file whose first non-blank byte is `[` is one JSON array (label.json); its records are
+    numbered as list items. Anything else is read as JSONL, one record per non-blank line,
+    whatever the file is called (FlagEmbedding's toy_corpus.json is JSONL).
+    """
+    if _first_byte(path) == b"[":
+        report.unit = "item"
+        raw = path.read_bytes()
+        if raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            lineno = raw.count(b"\n", 0, e.start) + 1
+            line_start = raw.rfind(b"\n", 0, e.start) + 1
+            raise DataError(path, f"not valid UTF-8 (byte 0x{raw[e.start:e.start + 1].hex()} "
+                                  f"at column {e.start - line_start + 1})", line=lineno) from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(path, f"malformed JSON: {e.msg} (column {e.colno})",
+                            line=e.lineno) from None
+        if not isinstance(data, list):
+            raise DataError(path, f"expected a JSON list or JSONL, got {_describe(data)}")
+        if not data:
+            raise DataError(path, "the JSON list is empty")
+        for i, value in enumerate(data, 1):
+            report.read += 1
+            yield i, value
+        return
+    report.unit = "line"
+    for n, line in iter_lines(path, guard):
+        if not line.strip():
+            continue
+        report.read += 1
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            guard(BadRecordError(path, f"malformed JSON: {e.msg} (column {e.colno})", n, "line",
+                                 "malformed JSON"))
+            continue
+        yield n, value
+
+
+def _cell_text(value: Any) -> str:
+    """A spreadsheet/CSV cell as stripped text (numbers without a spurious `.0`)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return str(value).strip()
+
+
+@dataclass
+class Table:
+    """Rows of a CSV/TSV/XLSX file: header cells as written (duplicates kept) and data rows
+    with the number a user sees (spreadsheet row, or CSV line)."""
+
+    path: Path
+    header: list[str]
+    rows: Iterator[tuple[int, list[str]]]
+    where: str
+    format: str
+
+    def column_index(self, name: str) -> int | None:
+        """Position of the first column called `name` (exact, else case-insensitive)."""
+        for i, h in enumerate(self.header):
+            if h == name:
+                return i
+        for i, h in enumerate(self.header):
+            if h.casefold() == name.casefold():
+                return i
+        return None
+
+
+def read_table(path: str | Path, *, sheet: str | None = None,
+               guard: RecordGuard | None = None) -> Table:
+    """Open a CSV, TSV or XLSX file as a header plus streamed rows of stripped cell text.
+
+    Fully blank rows are yielded too (as empty cells), so callers decide how to count them.
+    """
+    p = Path(path)
+    _check_file(p)
+    suffix = p.suffix.lower()
+    if suffix in SPREADSHEET_SUFFIXES:
+        return _read_xlsx(p, sheet)
+    if suffix not in (".csv", ".tsv"):
+        raise DataError(p, f"not a table file ({', '.join(TABLE_SUFFIXES)})")
+    _first_byte(p)  # empty-file check
+    delimiter = "\t" if suffix == ".tsv" else ","
+    state = {"line": 0}
+
+    def lines() -> Iterator[str]:
+        for n, text in iter_lines(p, guard):
+            state["line"] = n
+            yield text
+
+    reader = csv.reader(lines(), delimiter=delimiter)
+    try:
+        header = [_cell_text(c) for c in next(reader)]
+    except StopIteration:
+        raise DataError(p, "file is empty") from None
+    except csv.Error as e:
+        raise DataError(p, f"malformed CSV: {e}", line=state["line"]) from None
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise DataError(p, f"malformed CSV: {e}", line=state["line"]) from None
+            yield state["line"], [_cell_text(c) for c in row]
+
+    return Table(p, header, rows(), "line", suffix.lstrip("."))
+
+
+def _read_xlsx(path: Path, sheet: str | None) -> Table:
+    import zipfile
+
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as e:
+        raise DataError(path, f"not a readable .xlsx workbook ({e})") from None
+    if sheet is not None and sheet not in wb.sheetnames:
+        wb.close()
+        raise DataError(path, f"no sheet '{sheet}' (sheets: {', '.join(wb.sheetnames)})")
+    ws = wb[sheet] if sheet is not None else wb.worksheets[0]
+    it = ws.iter_rows(values_only=True)
+    try:
+        first = next(it)
+    except StopIteration:
+        wb.close()
+        raise DataError(path, "file is empty") from None
+    header = [_cell_text(c) for c in first]
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        try:
+            for n, row in enumerate(it, 2):
+                yield n, [_cell_text(c) for c in row]
+        finally:
+            wb.close()
+
+    return Table(path, header, rows(), "row", "xlsx")
+
+
+# -- corpus ----------------------------------------------------------------------------------
+def load_corpus(path: str | Path, *, column: str | None = None, id_field: str | None = None,
+                text_field: str | None = None, skip_bad: bool = False) -> Corpus:
+    """Load a corpus; see `load_corpus_with_report` for the formats."""
+    return load_corpus_with_report(path, column=column, id_field=id_field,
+                                   text_field=text_field, skip_bad=skip_bad)[0]
+
+
+def load_corpus_with_report(
+    path: str | Path, *, column: str | None = None, id_field: str | None = None,
+    text_field: str | None = None, skip_bad: bool = False,
+) -> tuple[Corpus, LoadReport]:
+    """Load a corpus and say what happened.
+
+    Formats: a JSON list of label strings (id == text, like seed 004's label.json); a JSON
+    list or JSONL of records `{id?, text, ...}`, including FlagEmbedding's `{"content"}` and
+    BEIR's `{"_id", "title", "text"}`; or one column of a CSV/TSV/XLSX file (`column`, default
+    the first column called label/text, or the only column).
+
+    A record without an id field uses its text as id, so gold labels given as text (seed 004,
+    FlagEmbedding's toy queries) match. For BEIR records the embedded text is
+    `title + " " + text` when the title is non-empty (what BEIR's own dense evaluation does);
+    the title also stays in the metadata. Fields other than id and text become metadata (a
+    nested BEIR `metadata` object is flattened into it). Duplicate ids and empty texts are bad
+    records.
+    """
+    p = Path(path)
+    _check_file(p)
+    report = LoadReport(str(p), "corpus")
+    guard = RecordGuard(report, skip_bad)
+    ids: list[str] = []
+    texts: list[str] = []
+    metas: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    suffix = p.suffix.lower()
+    if suffix in TABLE_SUFFIXES:
+        entries = _table_corpus(p, report, guard, column, id_field)
+    else:
+        entries = _json_corpus(p, report, guard, id_field, text_field)
+    for n, where, doc_id, text, meta in entries:
+        if not text.strip():
+            guard(BadRecordError(p, "empty text", n, where, "empty text"))
+            continue
+        if doc_id in seen:
+            guard(BadRecordError(p, f"duplicate id {doc_id!r} (first at {where} {seen[doc_id]})",
+                                 n, where, "duplicate id"))
+            continue
+        seen[doc_id] = n
+        ids.append(doc_id)
+        texts.append(text)
+        metas.append(meta)
+    report.loaded = len(ids)
+    _check_loaded(p, report)
+    metadata = metas if any(metas) else None
+    return Corpus(ids=ids, texts=texts, source=str(p), metadata=metadata), report
+
+
+_CorpusEntry = tuple[int, str, str, str, dict[str, Any]]
+
+
+def _json_corpus(path: Path, report: LoadReport, guard: RecordGuard, id_field: str | None,
+                 text_field: str | None) -> Iterator[_CorpusEntry]:
+    fields: tuple[str | None, str, bool] | None = None  # (id field, text field, beir title)
+    kinds: set[str] = set()
+    for n, value in iter_json_values(path, report, guard):
+        where = report.unit
+        if isinstance(value, str):
+            kinds.add("labels")
+            report.format = f"{_container(report)} {_corpus_format(kinds, fields)}"
+            yield n, where, value, value, {}
+            continue
+        if not isinstance(value, dict):
+            guard(BadRecordError(path, f"expected a string or an object, got {_describe(value)}",
+                                 n, where, "wrong type"))
+            continue
+        if fields is None:
+            fields = _detect_corpus_fields(path, value, n, where, id_field, text_field)
+        kinds.add("records")
+        report.format = f"{_container(report)} {_corpus_format(kinds, fields)}"
+        try:
+            yield (n, where, *_corpus_record(path, value, n, where, fields))
+        except BadRecordError as e:
+            guard(e)
+
+
+def _corpus_format(kinds: set[str], fields: tuple[str | None, str, bool] | None) -> str:
+    if "records" not in kinds:
+        return "label list"
+    if fields is not None and fields[2]:
+        return "BEIR corpus records"
+    if fields is not None and fields[1] == "content":
+        return "FlagEmbedding corpus records"
+    return "records"
+
+
+def _container(report: LoadReport) -> str:
+    return "JSON list of" if report.unit == "item" else "JSONL"
+
+
+def _detect_corpus_fields(path: Path, rec: dict[str, Any], n: int, where: str,
+                          id_field: str | None, text_field: str | None,
+                          ) -> tuple[str | None, str, bool]:
+    tf = text_field or next((f for f in TEXT_FIELDS if f in rec), None)
+    if tf is None:
+        raise DataError(path, f"no text field (tried {', '.join(TEXT_FIELDS)}; "
+                              f"fields here: {', '.join(rec) or 'none'}); use text_field",
+                        line=n, where=where)
+    idf = id_field or next((f for f in ID_FIELDS if f in rec), None)
+    beir = text_field is None and tf == "text" and "title" in rec
+    return idf, tf, beir
+
+
+def _corpus_record(path: Path, rec: dict[str, Any], n: int, where: str,
+                   fields: tuple[str | None, str, bool]) -> tuple[str, str, dict[str, Any]]:
+    idf, tf, beir = fields
+    if tf not in rec:
+        raise BadRecordError(path, f"missing field '{tf}'", n, where, "missing field")
+    text = rec[tf]
+    if not isinstance(text, str):
+        raise BadRecordError(path, f"field '{tf}' must be a string, got {_describe(text)}",
+                             n, where, "wrong type")
+    used = {tf}
+    if beir:
+        title = rec.get("title")
+        if title is not None and not isinstance(title, str):
+            raise BadRecordError(path, f"field 'title' must be a string, got {_describe(title)}",
+                                 n, where, "wrong type")
+        if title and title.strip() and text.strip():
+            text = f"{title} {text}"
+        elif title and title.strip():
+            text = title
+    if idf is None:
+        doc_id = text
+    else:
+        if idf not in rec:
+            raise BadRecordError(path, f"missing field '{idf}'", n, where, "missing field")
+        raw_id = rec[idf]
+        if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
+            raise BadRecordError(path, f"field '{idf}' must be a string or an integer, got "
+                                       f"{_describe(raw_id)}", n, where, "wrong type")
+        doc_id = str(raw_id)
+        used.add(idf)
+    meta: dict[str, Any] = {}
+    for k, v in rec.items():
+        if k in used:
+            continue
+        if k == "metadata" and isinstance(v, dict):
+            meta.update(v)
+        else:
+            meta[k] = v
+    return doc_id, text, meta
+
+
+def _table_corpus(path: Path, report: LoadReport, guard: RecordGuard, column: str | None,
+                  id_field: str | None) -> Iterator[_CorpusEntry]:
+    table = read_table(path, guard=guard)
+    report.unit = table.where
+    report.format = f"{table.format} column"
+    if column is not None:
+        ci = table.column_index(column)
+        if ci is None:
+            raise DataError(path, f"no column '{column}' (columns: {_cols(table.header)})",
+                            line=1, where=table.where)
+    else:
+        named = [i for i, h in enumerate(table.header) if h.casefold() in TABLE_TEXT_COLUMNS]
+        nonempty = [i for i, h in enumerate(table.header) if h]
+        if named:
+            ci = named[0]
+        elif len(nonempty) == 1:
+            ci = nonempty[0]
+        else:
+            raise DataError(path, f"which column holds the text? none is called label or text "
+                                  f"(columns: {_cols(table.header)}); use column",
+                            line=1, where=table.where)
+    ii = None
+    if id_field is not None:
+        ii = table.column_index(id_field)
+        if ii is None:
+            raise DataError(path, f"no id column '{id_field}' (columns: {_cols(table.header)})",
+                            line=1, where=table.where)
+    report.format = f"{table.format} column '{table.header[ci]}'"
+    for n, cells in table.rows:
+        if not any(cells):
+            report.note("blank rows ignored")
+            continue
+        report.read += 1
+        text = cells[ci] if ci < len(cells) else ""
+        doc_id = (cells[ii] if ii < len(cells) else "") if ii is not None else text
+        if ii is not None and not doc_id:
+            guard(BadRecordError(path, f"empty id in column '{id_field}'", n, table.where,
+                                 "missing field"))
+            continue
+        meta = {h: c for i, (h, c) in enumerate(zip(table.header, cells))
+                if h and c and i not in (ci, ii)}
+        yield n, table.where, doc_id, text, meta
+
+
+def _check_loaded(path: Path, report: LoadReport) -> None:
+    """Nothing usable is an error: an empty corpus or query set would only fail later."""
+    if report.read == 0:
+        raise DataError(path, "file has no records")
+    if report.loaded == 0:
+        first = report.examples[0] if report.examples else "none"
+        first = first.removeprefix(f"{path}:")
+        raise DataError(path, f"no usable records ({report.summary()}; first problem: "
+                              f"{first.strip()})")
+
+
+def _cols(header: Sequence[str]) -> str:
+    return ", ".join(repr(h) for h in header if h) or "none"
+
+
+def sniff_kind(path: str | Path) -> str:
+    """'queries' for a graded TSV or records with a 'query' field, else 'corpus'; lets
+    `data inspect` pick a reader without being told."""
+    p = Path(path)
+    _check_file(p)
+    suffix = p.suffix.lower()
+    if suffix in (".tsv", ".txt"):
+        return "queries"
+    if suffix in TABLE_SUFFIXES:
+        return "corpus"
+    report = LoadReport(str(p), "sniff")
+    for _n, value in iter_json_values(p, report, RecordGuard(report, skip_bad=True)):
+        if isinstance(value, dict):
+            return "queries" if "query" in value else "corpus"
+        if isinstance(value, str):
+            return "corpus"
+    return "corpus"
+
+
+# -- queries ---------------------------------------------------------------------------------
+def load_queries(path: str | Path, *, name: str | None = None,
+                 skip_bad: bool = False) -> QuerySet:
+    """Load a query file; see `load_queries_with_report` for the formats."""
+    return load_queries_with_report(path, name=name, skip_bad=skip_bad)[0]
+
+
+def load_queries_with_report(path: str | Path, *, name: str | None = None,
+                             skip_bad: bool = False) -> tuple[QuerySet, LoadReport]:
+    """Load queries with their gold labels and say what happened.
+
+    JSON/JSONL formats are told apart by the first record's keys: test `{"query", "pos"}`,
+    train `{"query", "pos", "neg"}` (negatives ignored here), T2Reranking
+    `{"query", "positive", "negative"}` and FlagEmbedding's eval `{"query", "positive"}`.
+    Gold labels get gain 1.0; a single string instead of a list is accepted (seed 004's files
+    do that). A `.tsv`/`.txt` file is graded pairs `query<TAB>doc<TAB>grade`, grouped by query,
+    grades kept (> 0 means relevant). The qid is an `id`/`qid`/`_id` field when there is one,
+    else the 1-based line (or list item) number where the query first appears. A query without
+    any positive is a bad record: it could never be scored.
+    """
+    p = Path(path)
+    _check_file(p)
+    qs_name = name or p.stem
+    report = LoadReport(str(p), "queries")
+    guard = RecordGuard(report, skip_bad)
+    if p.suffix.lower() in (".tsv", ".txt"):
+        queries = _tsv_queries(p, report, guard)
+    else:
+        queries = _json_queries(p, report, guard)
+    if report.unit != "row":  # TSV counts rows itself; one query groups several
+        report.loaded = len(queries)
+    _check_loaded(p, report)
+    return QuerySet(qs_name, queries, source=str(p)), report
+
+
+_QUERY_FORMATS = {  # (gold key, has negatives) → format name
+    ("pos", True): "train JSONL {query, pos, neg}",
+    ("pos", False): "test JSONL {query, pos}",
+    ("positive", True): "T2Reranking {query, positive, negative}",
+    ("positive", False): "FlagEmbedding eval {query, positive}",
+}
+
+
+def _string_list(path: Path, rec: Mapping[str, Any], key: str, n: int, where: str,
+                 report: LoadReport | None = None) -> list[str]:
+    """A list of strings, or a single string wrapped as one; empty strings are dropped."""
+    value = rec[key]
+    if isinstance(value, str):
+        if report is not None:
+            report.note(f"'{key}' given as a single string")
+        value = [value]
+    if not isinstance(value, list):
+        raise BadRecordError(path, f"field '{key}' must be a list of strings, got "
+                                   f"{_describe(value)}", n, where, "wrong type")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise BadRecordError(path, f"{key}[{i}] must be a string, got {_describe(item)}",
+                                 n, where, "wrong type")
+        if item.strip():
+            out.append(item)
+        elif report is not None:
+            report.note(f"empty strings dropped from '{key}'")
+    return out
+
+
+def _query_text(path: Path, rec: Mapping[str, Any], n: int, where: str) -> str:
+    if "query" not in rec:
+        raise BadRecordError(path, "missing field 'query'", n, where, "missing field")
+    text = rec["query"]
+    if not isinstance(text, str):
+        raise BadRecordError(path, f"field 'query' must be a string, got {_describe(text)}",
+                             n, where, "wrong type")
+    if not text.strip():
+        raise BadRecordError(path, "empty query", n, where, "empty query")
+    return text
+
+
+def _explicit_qid(path: Path, rec: Mapping[str, Any], n: int, where: str) -> str | None:
+    for key in QID_FIELDS:
+        if key in rec:
+            v = rec[key]
+            if isinstance(v, bool) or not isinstance(v, (str, int)) or str(v) == "":
+                raise BadRecordError(path, f"field '{key}' must be a non-empty string or an "
+                                           f"integer, got {_describe(v)}", n, where, "wrong type")
+            return str(v)
+    return None
+
+
+def _json_queries(path: Path, report: LoadReport, guard: RecordGuard) -> list[Query]:
+    gold_key: str | None = None
+    queries: list[Query] = []
+    seen: dict[str, int] = {}
+    for n, rec in iter_json_values(path, report, guard):
+        where = report.unit
+        if not isinstance(rec, dict):
+            guard(BadRecordError(path, f"expected an object, got {_describe(rec)}", n, where,
+                                 "wrong type"))
+            continue
+        if gold_key is None:
+            gold_key = "positive" if "positive" in rec else "pos" if "pos" in rec else None
+            if gold_key is None:
+                raise DataError(path, "cannot tell the query format: the first record has "
+                                      "neither 'pos' nor 'positive' (fields here: "
+                                      f"{', '.join(rec) or 'none'})", line=n, where=where)
+            neg_key = "negative" if gold_key == "positive" else "neg"
+            report.format = _QUERY_FORMATS[(gold_key, neg_key in rec)]
+        try:
+            text = _query_text(path, rec, n, where)
+            if gold_key not in rec:
+                raise BadRecordError(path, f"missing field '{gold_key}'", n, where,
+                                     "missing field")
+            pos = _string_list(path, rec, gold_key, n, where, report)
+            if not pos:
+                raise BadRecordError(path, f"query has no positive in '{gold_key}'", n, where,
+                                     "no positive")
+            qid = _explicit_qid(path, rec, n, where) or str(n)
+            if qid in seen:
+                raise BadRecordError(path, f"duplicate query id {qid!r} (first at {where} "
+                                           f"{seen[qid]})", n, where, "duplicate id")
+        except BadRecordError as e:
+            guard(e)
+            continue
+        seen[qid] = n
+        queries.append(Query(qid=qid, text=text, gold=dict.fromkeys(pos, 1.0)))
+    return queries
+
+
+def _tsv_queries(path: Path, report: LoadReport, guard: RecordGuard) -> list[Query]:
+    report.format = "graded TSV query<TAB>doc<TAB>grade"
+    report.unit = "row"
+    _first_byte(path)
+    groups: dict[str, tuple[int, dict[str, float], list[int]]] = {}
+    first = True
+    for n, line in iter_lines(path, guard):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if first:
+            first = False
+            if len(parts) == 3 and not _is_number(parts[2]):
+                report.note("header line skipped")
+                continue
+        report.read += 1
+        if len(parts) != 3:
+            guard(BadRecordError(path, f"expected 3 tab-separated fields (query, doc, grade), "
+                                       f"got {len(parts)}", n, "line", "bad row"))
+            continue
+        query, doc, grade_s = parts[0].strip(), parts[1], parts[2].strip()
+        if not query or not doc.strip():
+            guard(BadRecordError(path, "empty query or doc", n, "line", "bad row"))
+            continue
+        if not _is_number(grade_s):
+            guard(BadRecordError(path, f"grade {grade_s!r} is not a number", n, "line",
+                                 "wrong type"))
+            continue
+        grade = float(grade_s)
+        first_line, gold, lines = groups.setdefault(query, (n, {}, []))
+        lines.append(n)
+        if doc in gold:
+            report.note("duplicate (query, doc) rows: kept the highest grade")
+            grade = max(grade, gold[doc])
+        gold[doc] = grade
+    queries = []
+    for query, (first_line, gold, lines) in groups.items():
+        if not any(g > 0 for g in gold.values()):
+            guard(BadRecordError(path, "query has no row with a grade above 0", first_line,
+                                 "line", "no positive"), records=len(lines))
+            continue
+        report.loaded += len(lines)
+        queries.append(Query(qid=str(first_line), text=query, gold=gold))
+    return queries
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def gold_not_in_corpus(corpus: Corpus, queryset: QuerySet) -> dict[str, list[str]]:
+    """Queries whose relevant gold ids are missing from the corpus: they can never be found,
+    so eval reports them instead of silently scoring them as misses. Judged-non-relevant
+    (grade 0) ids are not checked."""
+    ids = set(corpus.ids)
+    return {q.qid: missing for q in queryset
+            if (missing := [g for g in q.relevant if g not in ids])}
+
+
+# -- training data ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainExample:
+    """One FlagEmbedding training line: a query, its positives and (hard) negatives, with the
+    optional teacher scores, per-query prompt and type of FlagEmbedding's newer example data."""
+
+    query: str
+    pos: list[str]
+    neg: list[str] = field(default_factory=list)
+    pos_scores: list[float] | None = None
+    neg_scores: list[float] | None = None
+    prompt: str | None = None
+    type: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The FlagEmbedding JSONL record (optional fields only when set)."""
+        out: dict[str, Any] = {"query": self.query, "pos": self.pos, "neg": self.neg}
+        for key in ("pos_scores", "neg_scores", "prompt", "type"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+def load_train(path: str | Path, *, skip_bad: bool = False) -> list[TrainExample]:
+    """Load FlagEmbedding training data; see `load_train_with_report`."""
+    return load_train_with_report(path, skip_bad=skip_bad)[0]
+
+
+def load_train_with_report(path: str | Path, *,
+                           skip_bad: bool = False) -> tuple[list[TrainExample], LoadReport]:
+    """Load `{"query", "pos", "neg", "pos_scores"?, "neg_scores"?, "prompt"?, "type"?}` lines
+    (also T2Reranking's `positive`/`negative` names and RAG-Retrieval's `scores`).
+
+    A passage listed in both pos and neg (6 of T2Ranking's 100 queries do that) is removed from
+    neg, with its score, and counted in the report, so it is never trained on as a negative.
+    """
+    p = Path(path)
+    _check_file(p)
+    report = LoadReport(str(p), "train", format="FlagEmbedding train JSONL")
+    guard = RecordGuard(report, skip_bad)
+    out: list[TrainExample] = []
+    for n, rec in iter_json_values(p, report, guard):
+        where = report.unit
+        try:
+            out.append(_train_example(p, rec, n, where, report))
+        except BadRecordError as e:
+            guard(e)
+    report.loaded = len(out)
+    _check_loaded(p, report)
+    return out, report
+
+
+def _train_example(path: Path, rec: Any, n: int, where: str,
+                   report: LoadReport) -> TrainExample:
+    if not isinstance(rec, dict):
+        raise BadRecordError(path, f"expected an object, got {_describe(rec)}", n, where,
+                             "wrong type")
+    query = _query_text(path, rec, n, where)
+    pos_key = "pos" if "pos" in rec else "positive" if "positive" in rec else None
+    if pos_key is None:
+        raise BadRecordError(path, "missing field 'pos'", n, where, "missing field")
+    pos = _string_list(path, rec, pos_key, n, where, report)
+    if not pos:
+        raise BadRecordError(path, f"no positive in '{pos_key}'", n, where, "no positive")
+    neg_key = "neg" if "neg" in rec else "negative" if "negative" in rec else None
+    neg = _string_list(path, rec, neg_key, n, where, report) if neg_key else []
+    pos_scores = _scores(path, rec, ("pos_scores", "scores"), len(pos), pos_key, n, where)
+    neg_scores = _scores(path, rec, ("neg_scores",), len(neg), neg_key or "neg", n, where)
+    prompt = _optional_str(path, rec, "prompt", n, where)
+    kind = _optional_str(path, rec, "type", n, where)
+    pos_set = set(pos)
+    if pos_set.intersection(neg):
+        keep = [i for i, t in enumerate(neg) if t not in pos_set]
+        report.note("negatives removed because they are also positives", len(neg) - len(keep))
+        report.note("examples with a negative that is also a positive")
+        neg = [neg[i] for i in keep]
+        if neg_scores is not None:
+            neg_scores = [neg_scores[i] for i in keep]
+    return TrainExample(query, pos, neg, pos_scores, neg_scores, prompt, kind)
+
+
+def _scores(path: Path, rec: Mapping[str, Any], keys: tuple[str, ...], expected: int,
+            of: str, n: int, where: str) -> list[float] | None:
+    key = next((k for k in keys if k in rec), None)
+    if key is None or rec[key] is None:
+        return None
+    value = rec[key]
+    if not isinstance(value, list) or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
+        raise BadRecordError(path, f"field '{key}' must be a list of numbers", n, where,
+                             "wrong type")
+    if len(value) != expected:
+        raise BadRecordError(path, f"field '{key}' has {len(value)} scores for {expected} "
+                                   f"entries of '{of}'", n, where, "wrong type")
+    return [float(v) for v in value]
+
+
+def _optional_str(path: Path, rec: Mapping[str, Any], key: str, n: int,
+                  where: str) -> str | None:
+    value = rec.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise BadRecordError(path, f"field '{key}' must be a string, got {_describe(value)}", n,
+                         where, "wrong type")
+
+
+# -- writers ---------------------------------------------------------------------------------
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write to a temp file beside `path`, then rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_jsonl(path: str | Path, records: Iterable[Mapping[str, Any] | TrainExample]) -> int:
+    """Write one JSON object per line (UTF-8, Chinese kept readable); returns the count."""
+    count = 0
+
+    def write(f: Any) -> None:
+        nonlocal count
+        for rec in records:
+            obj = rec.to_dict() if isinstance(rec, TrainExample) else dict(rec)
+            f.write(json.dumps(obj, ensure_ascii=False))
+            f.write("\n")
+            count += 1
+
+    _atomic_write(Path(path), write)
+    return count
+
+
+def write_labels(path: str | Path, labels: Iterable[str]) -> int:
+    """Write a label corpus as a JSON list of strings (seed 004's label.json); returns the
+    count."""
+    items = list(labels)
+
+    def write(f: Any) -> None:
+        json.dump(items, f, ensure_ascii=False, indent=2)
+        f.write("\n")
+
+    _atomic_write(Path(path), write)
+    return len(items)
