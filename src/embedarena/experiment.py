@@ -11,6 +11,7 @@ index: {type: hnsw, num_candidates: 100}
 models:
   - bm25
   - {name: minilm, type: hf, path: ./models/minilm}
+report: {baseline: bm25}              # optional: report.html/.xlsx/.md in <out>/report
 ```
 Relative paths are resolved against the experiment file's folder.
 """
@@ -24,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from embedarena.errors import ConfigError
+from embedarena.evaluation.report.model import ReportOptions
 
 
 class _Strict(BaseModel):
@@ -94,6 +96,8 @@ class Experiment(_Strict):
     models: list[Any]
     out: Path | None = None
     cache: bool = True
+    report: ReportOptions | None = Field(default=None, description="Write report.html/.xlsx/.md "
+                                         "into <out>/report after the run.")
 
     @field_validator("queries")
     @classmethod

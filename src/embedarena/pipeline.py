@@ -86,9 +86,9 @@ def load_query_sources(srcs: list[QuerySource]) -> list[QuerySet]:
 
 def gold_coverage(corpus: Corpus, qs: QuerySet) -> dict[str, list[str]]:
     """Queries whose gold ids are missing from the corpus (they can never be found)."""
-    ids = set(corpus.ids)
-    return {q.qid: missing for q in qs
-            if (missing := [g for g in q.relevant if g not in ids])}
+    from embedarena.data.readers import gold_not_in_corpus
+
+    return gold_not_in_corpus(corpus, qs)
 
 
 # -- models ----------------------------------------------------------------------------------

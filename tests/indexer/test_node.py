@@ -61,6 +61,21 @@ def test_corrupt_distribution_is_refused(tmp_path: Path) -> None:
     assert not node.es_home.exists()
 
 
+def test_two_nodes_obtaining_at_once_share_one_unpack(tmp_path: Path) -> None:
+    """Two `es start` at the same moment (CI and a helper, two terminals) must both succeed:
+    the second waits for the first's unpack instead of failing on the rename."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    zip_path = ManagedNode("x")._maven_fetch(None)  # the cached Maven Central zip
+    node_a = ManagedNode("a", home=tmp_path / "home")
+    node_b = ManagedNode("b", home=tmp_path / "home")
+    with ThreadPoolExecutor(2) as pool:
+        homes = list(pool.map(lambda n: n.obtain(distribution=zip_path), [node_a, node_b]))
+    assert homes[0] == homes[1] == node_a.es_home
+    assert (node_a.es_home / "bin" / "elasticsearch").is_file()
+    assert not [p for p in node_a.dist_root.iterdir() if p.name.startswith(".unpack-")]
+
+
 def test_maven_sha1_mismatch_is_refused(tmp_path: Path) -> None:
     fake = tmp_path / f"elasticsearch-{DEFAULT_VERSION}.zip"
     fake.write_bytes(b"garbage")

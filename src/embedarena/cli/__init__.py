@@ -16,6 +16,7 @@ from embedarena.cli import data as data_cmd
 from embedarena.cli import es as es_cmd
 from embedarena.cli import evaluate as eval_cmd
 from embedarena.cli import index as index_cmd
+from embedarena.cli import report as report_cmd
 from embedarena.cli import run as run_cmd
 from embedarena.cli.console import err_console
 from embedarena.errors import EmbedarenaError
@@ -53,6 +54,7 @@ app.add_typer(index_cmd.app, name="index")
 eval_cmd.register(app)
 compare_cmd.register(app)
 run_cmd.register(app)
+report_cmd.register(app)
 
 
 def main() -> None:

@@ -8,26 +8,7 @@ from typing import Annotated
 import typer
 
 from embedarena.cli.console import console, err_console
-from embedarena.errors import DataError
-
-
-def find_run_dirs(paths: list[Path]) -> list[Path]:
-    """Each path is a run directory (has run.jsonl) or a folder searched for them, so
-    `compare runs/exp1` picks up every model and query set an experiment wrote."""
-    found: dict[Path, None] = {}
-    for p in paths:
-        if not p.exists():
-            raise DataError(p, "no such file or directory")
-        if (p / "run.jsonl").is_file():
-            found[p] = None
-            continue
-        if not p.is_dir():
-            raise DataError(p, "not a run directory (expected a folder with run.jsonl)")
-        below = sorted(f.parent for f in p.rglob("run.jsonl") if f.is_file())
-        if not below:
-            raise DataError(p, "no run.jsonl here or below: not a run directory")
-        found.update(dict.fromkeys(below))
-    return list(found)
+from embedarena.evaluation.compare import find_run_dirs
 
 
 def _labels(keys: list[tuple[str, str, Path]]) -> list[str]:

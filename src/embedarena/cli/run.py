@@ -16,6 +16,8 @@ def run_cmd(
                                     "experiment's `out`, else runs/<name> beside it)."),
     force: bool = typer.Option(False, "--force", help="Rebuild every index."),
     only: list[str] = typer.Option([], "--model", "-m", help="Run only these model names."),
+    no_report: bool = typer.Option(False, "--no-report", help="Skip the experiment's `report:` "
+                                   "section (HTML/XLSX/Markdown)."),
 ) -> None:
     """Run an experiment end to end and print the comparison table.
 
@@ -86,6 +88,13 @@ def run_cmd(
         "experiment_file": str(experiment.resolve()),
     })
     console.print(comparison.to_rich_table())
+    if exp.report is not None and not no_report:
+        from embedarena.evaluation.report import write_report
+
+        with err_console.status("writing the report"):
+            paths = write_report([out_dir], out_dir / "report", exp.report)
+        for p in paths:
+            err_console.print(f"wrote {p}")
     err_console.print(f"results in {out_dir}")
 
 

@@ -453,7 +453,7 @@ def evaluate(run: Run, specs: str | Iterable[str | MetricSpec]) -> RunMetrics:
     parsed = parse_metrics(specs)
     n = len(run.results)
     excluded = np.zeros(n, dtype=bool)
-    values = {str(s): np.full(n, math.nan, dtype=np.float64) for s in parsed}
+    values: dict[str, FloatArray] = {str(s): np.full(n, math.nan, dtype=np.float64) for s in parsed}
     for i, r in enumerate(run.results):
         if not any(g > 0 for g in r.gold.values()):
             excluded[i] = True

@@ -11,6 +11,7 @@ unprivileged user (`nobody` unless EMBEDARENA_ES_RUN_AS says otherwise).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -109,14 +111,20 @@ class ManagedNode:
 
     def obtain(self, distribution: Path | None = None,
                progress: ProgressFn | None = None) -> Path:
-        """Make sure the distribution is unpacked; return its home. Idempotent."""
+        """Make sure the distribution is unpacked; return its home. Idempotent, and safe when
+        two nodes start at once (a file lock serialises fetch and unpack)."""
         if (self.es_home / "bin" / "elasticsearch").exists():
             return self.es_home
-        zip_path = Path(distribution) if distribution else self._maven_fetch(progress)
-        if not zip_path.is_file():
-            raise NodeError(f"distribution zip not found: {zip_path}")
-        self._verify(zip_path, progress)
-        self._unpack(zip_path, progress)
+        self.dist_root.mkdir(parents=True, exist_ok=True)
+        with (self.dist_root / ".obtain.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if (self.es_home / "bin" / "elasticsearch").exists():
+                return self.es_home
+            zip_path = Path(distribution) if distribution else self._maven_fetch(progress)
+            if not zip_path.is_file():
+                raise NodeError(f"distribution zip not found: {zip_path}")
+            self._verify(zip_path, progress)
+            self._unpack(zip_path, progress)
         return self.es_home
 
     def _maven_fetch(self, progress: ProgressFn | None) -> Path:
@@ -545,7 +553,7 @@ def _run_as_user() -> str | None:
     return user
 
 
-def _demote_kwargs(run_as: str | None) -> dict[str, object]:
+def _demote_kwargs(run_as: str | None) -> dict[str, Any]:
     if not run_as:
         return {}
     pw = pwd.getpwnam(run_as)

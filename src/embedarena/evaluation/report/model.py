@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from embedarena import __version__
 from embedarena.errors import ConfigError, DataError
-from embedarena.evaluation.compare import Comparison, load_run_dir
+from embedarena.evaluation.compare import Comparison, find_run_dirs, load_run_dir
 from embedarena.evaluation.metrics import (
     DEFAULT_METRICS,
     MetricSpec,
@@ -218,13 +218,6 @@ class Report:
 
 
 # --- finding and loading runs ------------------------------------------------------------
-
-
-def find_run_dirs(paths: list[Path]) -> list[Path]:
-    """Run directories named or found below the given folders (by their run.jsonl)."""
-    from embedarena.cli.compare import find_run_dirs as find
-
-    return find(paths)
 
 
 def _experiment_order(paths: list[Path]) -> tuple[list[str], list[str]]:
