@@ -10,8 +10,13 @@ or an inline string:
 `azure:text-embedding-3-large@1024`    ... with `dimensions: 1024` (name keeps the `@1024`)
 `openai:text-embedding-3-small[@N]`    OpenAI, or any OpenAI-compatible endpoint
 `langchain:package.module:factory`     a LangChain `Embeddings` built by a factory
-`bm25` / `bm25:<analyzer>`             lexical baseline, built by the indexer itself
+`bm25` / `bm25:<chain>`                lexical baseline, built by the indexer itself; chains:
+                                       standard, cjk-bigram, jieba, jieba-search (or any ES
+                                       built-in analyzer name)
 =====================================  ======================================================
+
+A hybrid row is a mapping only: `{name: hyb, hybrid: [bm25-jieba, minilm], fusion: rrf}`
+(members are other model entries of the same experiment, by name).
 
 Specs end up in run metadata and in each index's `_meta`, so a key-like field (`api_key`,
 `openai_api_key`, `key`, ...) is refused: keys come from the environment or a 0600 file.
@@ -112,14 +117,24 @@ class ModelSpec(BaseModel):
 
 
 class BM25Spec(ModelSpec):
-    """`type: bm25`: lexical baseline; the indexer builds a text index with this analyzer."""
+    """`type: bm25`: lexical baseline; the indexer builds a text index with this analysis
+    chain (`embedarena.indexer.analysis`: standard, cjk-bigram, jieba, jieba-search, or any
+    ES built-in analyzer name). `chain` is accepted as another name for `analyzer`."""
 
     type: Literal["bm25"] = "bm25"
-    analyzer: str = "standard"
+    analyzer: str = Field(default="standard", validation_alias=AliasChoices("analyzer", "chain"))
+
+    @field_validator("analyzer")
+    @classmethod
+    def _analyzer_ok(cls, v: str) -> str:
+        v = v.strip()
+        if not v or any(c.isspace() or c in ",/\\\"" for c in v):
+            raise ValueError(f"analyzer {v!r} is not a chain or analyzer name")
+        return v
 
     @classmethod
     def default_name(cls, data: dict[str, Any]) -> str | None:
-        analyzer = data.get("analyzer") or "standard"
+        analyzer = data.get("analyzer") or data.get("chain") or "standard"
         return "bm25" if analyzer == "standard" else f"bm25-{analyzer}"
 
 
@@ -315,6 +330,55 @@ class LangChainSpec(ModelSpec):
         return f.rsplit(":", 1)[1].rsplit(".", 1)[-1]
 
 
+class HybridSpec(ModelSpec):
+    """A hybrid row: fuse, per query, the ranked lists of other model entries (by name).
+
+    `candidates` is how deep each member is searched before fusing (deeper than the eval depth,
+    so a document one member ranks 30th can still be lifted). `engine: native` asks for ES's
+    `rrf` retriever (needs the rank-rrf module, a `standard`-chain BM25 member and one dense
+    member); `auto` uses it only where the node has it, `client` never.
+    """
+
+    type: Literal["hybrid"] = "hybrid"
+    hybrid: list[str] = Field(min_length=2)
+    fusion: Literal["rrf", "weighted"] = "rrf"
+    k: int = Field(default=60, ge=0, le=100_000)
+    weights: list[float] | None = None
+    normalize: Literal["minmax", "zscore"] = "minmax"
+    candidates: int = Field(default=100, ge=1, le=10_000)
+    engine: Literal["auto", "client", "native"] = "auto"
+
+    @classmethod
+    def default_name(cls, data: dict[str, Any]) -> str | None:
+        members = data.get("hybrid")
+        if isinstance(members, list) and members and all(isinstance(m, str) for m in members):
+            return "+".join(members)
+        return None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HybridSpec:
+        if len(set(self.hybrid)) != len(self.hybrid):
+            raise ValueError(f"hybrid members repeat: {self.hybrid}")
+        if self.name in self.hybrid:
+            raise ValueError("a hybrid cannot be its own member")
+        if self.weights is not None:
+            if len(self.weights) != len(self.hybrid):
+                raise ValueError(f"{len(self.weights)} weights for {len(self.hybrid)} members")
+            if any(w < 0 for w in self.weights) or not any(w > 0 for w in self.weights):
+                raise ValueError("weights must be >= 0 with at least one > 0")
+        if self.engine == "native" and self.fusion != "rrf":
+            raise ValueError("engine: native supports fusion: rrf only")
+        return self
+
+    def fusion_params(self) -> Any:
+        """The `FusionParams` this entry asks for."""
+        from embedarena.evaluation.fusion import FusionParams
+
+        return FusionParams(self.fusion, self.k,
+                            tuple(self.weights) if self.weights is not None else None,
+                            self.normalize)
+
+
 # -- parsing ----------------------------------------------------------------------------------
 def parse_model_spec(obj: object) -> ModelSpec:
     """A validated spec from an inline string, a mapping, or a spec (returned as is).
@@ -332,6 +396,11 @@ def parse_model_spec(obj: object) -> ModelSpec:
         raise ConfigError(f"a model entry is a string ({', '.join(INLINE_FORMS)}) or a mapping "
                           f"with name/type/settings, not {type(obj).__name__}")
     _reject_secrets(data, str(data.get("name") or data.get("type") or "?"))
+    if data.get("type") == "hybrid" or ("hybrid" in data and "type" not in data):
+        try:
+            return HybridSpec.model_validate({**data, "type": "hybrid"})
+        except ValidationError as e:
+            raise ConfigError(_explain(e, HybridSpec, {**data, "type": "hybrid"})) from None
     mtype = data.get("type")
     if not isinstance(mtype, str) or not mtype:
         from embedarena.embedders.base import model_types

@@ -11,11 +11,20 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from embedarena.data.types import QuerySet
 from embedarena.evaluation.run import QueryResult, Run
+from embedarena.indexer.analysis import get_chain
 from embedarena.indexer.build import check_compatible, index_meta, lexical_fingerprint
 from embedarena.indexer.es import Target, es_errors
-from embedarena.indexer.search import Hit, bm25_body, dense_bodies, msearch_batches
+from embedarena.indexer.search import (
+    Hit,
+    bm25_body,
+    dense_bodies,
+    fetch_vectors,
+    msearch_batches,
+)
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -41,8 +50,13 @@ def _to_run(model: str, queries: QuerySet, hits: list[list[Hit]],
 def run_dense(client: Elasticsearch, target: Target, alias: str, model: str,
               embedder: Embedder, queries: QuerySet, k: int, num_candidates: int = 100,
               msearch_batch: int = 64, progress: Callable[[int], None] | None = None,
-              corpus_sha: str | None = None) -> Run:
-    """Search a dense index with every query; refuses an index built by another fingerprint."""
+              corpus_sha: str | None = None, check_ann: bool = True) -> Run:
+    """Search a dense index with every query; refuses an index built by another fingerprint.
+
+    For HNSW indexes (`check_ann`) the same query vectors also go through exact search, and
+    `meta["ann_check"]` records the top-k overlap, so approximation error is never silently
+    part of a model comparison.
+    """
     with es_errors(target, f"index {alias}"):
         meta = index_meta(client, alias)
     if meta is None:
@@ -58,12 +72,18 @@ def run_dense(client: Elasticsearch, target: Target, alias: str, model: str,
     t1 = time.monotonic()
     hits = msearch_batches(client, target, alias, bodies, msearch_batch, progress)
     t_search = time.monotonic() - t1
-    return _to_run(model, queries, hits, {
+    run = _to_run(model, queries, hits, {
         "index": meta["index"], "alias": alias, "k": k, "num_candidates": num_candidates,
         "search": "knn", "fingerprint": embedder.fingerprint,
         "index_options": meta.get("index_options"), "similarity": meta.get("similarity"),
         "seconds_embed": round(t_embed, 3), "seconds_search": round(t_search, 3),
     })
+    index_type = str((meta.get("index_options") or {}).get("type", ""))
+    if check_ann and index_type in ANN_TYPES and len(queries):
+        run.meta["ann_check"] = ann_check(
+            client, target, meta["index"], vectors, [[h.doc_id for h in hs] for hs in hits], k,
+            str(meta.get("similarity") or "cosine"))
+    return run
 
 
 def run_bm25(client: Elasticsearch, target: Target, alias: str, model: str, analyzer: str,
@@ -77,11 +97,72 @@ def run_bm25(client: Elasticsearch, target: Target, alias: str, model: str, anal
 
         raise SearchBackendError(f"no index '{alias}' at {target.display}: build it first")
     check_compatible(meta, lexical_fingerprint(analyzer), alias, corpus_sha)
+    chain = get_chain(analyzer)
     t1 = time.monotonic()
-    hits = msearch_batches(client, target, alias, [bm25_body(q.text, k) for q in queries],
+    # client-side chains segment the query with the same function that segmented documents
+    texts = [chain.segment(q.text) if chain.client_side else q.text for q in queries]
+    hits = msearch_batches(client, target, alias,
+                           [bm25_body(t, k, chain.field) for t in texts],
                            msearch_batch, progress)
     return _to_run(model, queries, hits, {
         "index": meta["index"], "alias": alias, "k": k, "search": "bm25",
-        "analyzer": analyzer, "fingerprint": meta["fingerprint"],
+        "analyzer": analyzer, "analysis": chain.fingerprint_payload(),
+        "fingerprint": meta["fingerprint"],
         "seconds_search": round(time.monotonic() - t1, 3),
     })
+
+
+ANN_TYPES = ("hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw")
+
+
+def exact_top_k(doc_vectors: np.ndarray, query_vectors: np.ndarray, k: int,
+                similarity: str) -> np.ndarray:
+    """Row i: indices of the k best documents for query i by exact (brute-force) similarity.
+
+    Ranks the same way ES scores each similarity (cosine on normalised vectors, dot product,
+    negative L2 distance), so it is the ground truth an HNSW search approximates.
+    """
+    d = np.asarray(doc_vectors, dtype=np.float64)
+    q = np.asarray(query_vectors, dtype=np.float64)
+    if similarity == "cosine":
+        d = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        sims = q @ d.T
+    elif similarity in ("dot_product", "max_inner_product"):
+        sims = q @ d.T
+    elif similarity == "l2_norm":
+        sims = -(np.sum(q**2, axis=1)[:, None] - 2 * q @ d.T + np.sum(d**2, axis=1)[None, :])
+    else:
+        raise ValueError(f"unknown similarity {similarity!r}")
+    k = min(k, d.shape[0])
+    # stable sort on (-sim, position) keeps ties deterministic
+    return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+
+
+def ann_overlap(approx: list[list[str]], exact: list[list[str]], k: int) -> dict[str, Any]:
+    """Mean |ANN top-k ∩ exact top-k| / |exact top-k| over queries, with the worst query."""
+    per = []
+    for a, e in zip(approx, exact, strict=True):
+        want = set(e[:k])
+        per.append(len(want & set(a[:k])) / len(want) if want else 1.0)
+    arr = np.asarray(per, dtype=np.float64)
+    return {"k": k, "overlap": round(float(arr.mean()), 6) if len(arr) else None,
+            "min": round(float(arr.min()), 6) if len(arr) else None,
+            "queries_below_1": int((arr < 1).sum()), "queries": len(per)}
+
+
+def ann_check(client: Elasticsearch, target: Target, index: str, query_vectors: np.ndarray,
+              approx: list[list[str]], k: int, similarity: str) -> dict[str, Any]:
+    """Exact search in-process over the index's own vectors, compared with its HNSW answers.
+
+    Done with numpy, not ES `script_score`: that needs the lang-painless module, which a
+    minimal node lacks, and label corpora of thousands fit in memory in milliseconds.
+    """
+    t0 = time.monotonic()
+    ids, doc_vecs = fetch_vectors(client, target, index)
+    top = exact_top_k(doc_vecs, query_vectors, k, similarity)
+    exact = [[ids[j] for j in row] for row in top]
+    out = ann_overlap(approx, exact, k)
+    out.update({"exact": "numpy brute force over the index's vectors",
+                "seconds": round(time.monotonic() - t0, 3)})
+    return out

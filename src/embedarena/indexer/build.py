@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from embedarena import __version__
 from embedarena.data.types import Corpus
 from embedarena.errors import ConfigError, IndexMismatchError, SearchBackendError
+from embedarena.indexer.analysis import SEGMENTED_FIELD, AnalysisChain, check_chain, get_chain
 from embedarena.indexer.es import Target, es_errors
 
 if TYPE_CHECKING:
@@ -109,17 +110,22 @@ def dense_mapping(dim: int, similarity: str, options: IndexOptions,
     }
 
 
-def lexical_mapping(analyzer: str, meta: dict[str, Any]) -> dict[str, Any]:
-    """Mapping for the BM25 row: the same label text, analysed, no vectors."""
-    return {
-        "_meta": meta,
-        "dynamic": "false",
-        "properties": {
-            TEXT_FIELD: {"type": "text", "analyzer": analyzer},
-            DOC_ID_FIELD: {"type": "keyword"},
-            META_FIELD: {"type": "object", "enabled": False},
-        },
+def lexical_mapping(analyzer: str | AnalysisChain, meta: dict[str, Any]) -> dict[str, Any]:
+    """Mapping for the BM25 row: the same label text, analysed, no vectors.
+
+    A client-side chain (jieba) adds `text_seg` (its space-joined tokens, `whitespace`
+    analyzer) and leaves `text` on `standard`, so LangChain readers still see plain text.
+    """
+    chain = analyzer if isinstance(analyzer, AnalysisChain) else get_chain(analyzer)
+    props: dict[str, Any] = {
+        TEXT_FIELD: {"type": "text",
+                     "analyzer": "standard" if chain.client_side else chain.analyzer},
+        DOC_ID_FIELD: {"type": "keyword"},
+        META_FIELD: {"type": "object", "enabled": False},
     }
+    if chain.client_side:
+        props[SEGMENTED_FIELD] = {"type": "text", "analyzer": chain.analyzer}
+    return {"_meta": meta, "dynamic": "false", "properties": props}
 
 
 def index_settings(options: IndexOptions) -> dict[str, Any]:
@@ -230,6 +236,7 @@ class Builder:
                       options: IndexOptions, force: bool = False,
                       progress: ProgressFn | None = None, keep_old: bool = False
                       ) -> BuildResult:
+        chain = get_chain(analyzer)
         fp = lexical_fingerprint(analyzer)
         settings_key = _settings_key({"kind": "bm25", "analyzer": analyzer,
                                       "shards": options.shards})
@@ -239,12 +246,19 @@ class Builder:
             assert meta_now is not None
             return BuildResult(alias, meta_now["index"], int(meta_now["doc_count"]), True, 0.0,
                                meta_now)
+        check_chain(self.client, self.target, chain)
         meta = self._meta(model_name, fp, corpus, settings_key, {"type": "bm25",
-                          "analyzer": analyzer}, {"kind": "bm25", "analyzer": analyzer})
-        mapping = lexical_mapping(analyzer, meta)
-        acts = (self._action(corpus, i, d, t, {}) for i, (d, t) in
-                enumerate(zip(corpus.ids, corpus.texts)))
-        return self._build(alias, mapping, options, corpus, acts, meta, progress, keep_old)
+                          "analyzer": analyzer}, {"kind": "bm25", "analyzer": analyzer,
+                                                  "analysis": chain.fingerprint_payload()})
+        mapping = lexical_mapping(chain, meta)
+
+        def acts() -> Iterator[dict[str, Any]]:
+            for i, (d, t) in enumerate(zip(corpus.ids, corpus.texts)):
+                extra = {SEGMENTED_FIELD: chain.segment(t)} if chain.client_side else {}
+                yield self._action(corpus, i, d, t, extra)
+
+        return self._build(alias, mapping, options, corpus, acts(), meta, progress, keep_old,
+                           extra_settings=chain.settings)
 
     # -- internals -----------------------------------------------------------------------
     def _meta(self, model_name: str, fp: str, corpus: Corpus, settings_key: str,
@@ -272,7 +286,8 @@ class Builder:
 
     def _build(self, alias: str, mapping: dict[str, Any], options: IndexOptions,
                corpus: Corpus, actions: Iterator[dict[str, Any]], meta: dict[str, Any],
-               progress: ProgressFn | None, keep_old: bool) -> BuildResult:
+               progress: ProgressFn | None, keep_old: bool,
+               extra_settings: dict[str, Any] | None = None) -> BuildResult:
         from elasticsearch import helpers
 
         if len(set(corpus.ids)) != len(corpus.ids):
@@ -282,7 +297,8 @@ class Builder:
         index = f"{alias}-{stamp}-{meta['fingerprint'].split(':')[-1][:8]}".lower()
         with es_errors(self.target, f"create index {index}"):
             self.client.indices.create(index=index, mappings=mapping,
-                                       settings=index_settings(options))
+                                       settings={**index_settings(options),
+                                                 **(extra_settings or {})})
         ok = False
         try:
             failures: list[str] = []
@@ -338,7 +354,10 @@ class Builder:
 
 
 def lexical_fingerprint(analyzer: str) -> str:
-    return "bm25:" + hashlib.sha256(f"bm25|{analyzer}".encode()).hexdigest()
+    """Fingerprint of a BM25 chain (see `embedarena.indexer.analysis.chain_fingerprint`)."""
+    from embedarena.indexer.analysis import chain_fingerprint
+
+    return chain_fingerprint(get_chain(analyzer))
 
 
 def _settings_key(obj: dict[str, Any]) -> str:

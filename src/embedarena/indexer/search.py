@@ -36,9 +36,33 @@ def knn_body(vector: Sequence[float], k: int, num_candidates: int) -> dict[str, 
     }
 
 
-def bm25_body(text: str, k: int) -> dict[str, Any]:
+def bm25_body(text: str, k: int, field: str = TEXT_FIELD) -> dict[str, Any]:
+    """BM25 `match` on `field` (`text`, or `text_seg` for client-side segmented chains)."""
     return {
-        "query": {"match": {TEXT_FIELD: {"query": text}}},
+        "query": {"match": {field: {"query": text}}},
+        "size": k,
+        "_source": [DOC_ID_FIELD, TEXT_FIELD],
+    }
+
+
+def rrf_retriever_body(text: str, vector: Sequence[float], k: int, rank_constant: int,
+                       window: int, num_candidates: int,
+                       field: str = TEXT_FIELD) -> dict[str, Any]:
+    """ES native `rrf` retriever over BM25 `match` + kNN on one index (needs rank-rrf).
+
+    Only usable when both members live in the same index: the dense index's `text` field is
+    analysed with `standard`, so it serves a `standard` BM25 member with identical statistics.
+    """
+    return {
+        "retriever": {"rrf": {
+            "retrievers": [
+                {"standard": {"query": {"match": {field: {"query": text}}}}},
+                {"knn": {"field": VECTOR_FIELD, "query_vector": list(map(float, vector)),
+                         "k": window, "num_candidates": max(num_candidates, window)}},
+            ],
+            "rank_constant": rank_constant,
+            "rank_window_size": window,
+        }},
         "size": k,
         "_source": [DOC_ID_FIELD, TEXT_FIELD],
     }
@@ -74,3 +98,27 @@ def msearch_batches(client: Elasticsearch, target: Target, index: str,
 
 def dense_bodies(vectors: np.ndarray, k: int, num_candidates: int) -> list[dict[str, Any]]:
     return [knn_body(v, k, num_candidates) for v in vectors]
+
+
+def fetch_vectors(client: Elasticsearch, target: Target, index: str,
+                  batch: int = 500) -> tuple[list[str], np.ndarray]:
+    """Every document's id and indexed vector (from `_source`), for in-process exact search.
+
+    Label corpora are thousands of documents, so this is one short scroll; the vectors are the
+    floats that were sent (int8 indexes quantise a copy, `_source` keeps the originals).
+    """
+    from elasticsearch import helpers
+
+    ids: list[str] = []
+    vecs: list[list[float]] = []
+    with es_errors(target, f"read vectors of {index}"):
+        for h in helpers.scan(client, index=index, size=batch,
+                              query={"query": {"match_all": {}},
+                                     "_source": [DOC_ID_FIELD, VECTOR_FIELD]}):
+            src = h.get("_source") or {}
+            if VECTOR_FIELD not in src:
+                raise SearchBackendError(f"{index}: document {h['_id']} has no '{VECTOR_FIELD}' "
+                                         "in _source, so exact search cannot be checked")
+            ids.append(src.get(DOC_ID_FIELD, h["_id"]))
+            vecs.append(src[VECTOR_FIELD])
+    return ids, np.asarray(vecs, dtype=np.float32).reshape(len(ids), -1)
