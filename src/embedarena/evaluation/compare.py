@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 UNITS_NOTE = "precise/hit/recall/precision in %; mrr/map/ndcg as scores from 0 to 1"
+ANN_NOTE = ("ann@k: share of the exact top k that the HNSW index returned (in %; blank: exact "
+            "or lexical index)")
 
 
 def _metric_name(column: str) -> str:
@@ -58,6 +60,8 @@ class Row:
     model: str
     query_set: str
     metrics: RunMetrics
+    ann: dict[str, Any] | None = None
+    """The run's `ann_check` (HNSW vs exact top-k overlap), when it has one."""
 
 
 class Comparison:
@@ -68,12 +72,28 @@ class Comparison:
         for model, query_set, metrics in rows:
             self.add(model, query_set, metrics)
 
-    def add(self, model: str, query_set: str, metrics: RunMetrics) -> None:
-        """Add one model's results on one query set; the same pair twice is a mistake."""
+    def add(self, model: str, query_set: str, metrics: RunMetrics,
+            ann: dict[str, Any] | None = None) -> None:
+        """Add one model's results on one query set; the same pair twice is a mistake.
+
+        `ann` is the run's `meta["ann_check"]`: shown as an `ann@k` column, so approximate
+        search error is visible next to the model's scores."""
         key = (model, query_set)
         if key in self._rows:
             raise ConfigError(f"model {model!r} on query set {query_set!r} was given twice")
-        self._rows[key] = Row(model, query_set, metrics)
+        self._rows[key] = Row(model, query_set, metrics, ann if ann else None)
+
+    def ann_column(self, query_set: str) -> str | None:
+        """`ann@k` when some run of this query set has an ANN check, else None."""
+        ks = sorted({int(r.ann.get("k", 0)) for r in self._rows.values()
+                     if r.query_set == query_set and r.ann and r.ann.get("overlap") is not None})
+        return f"ann@{ks[-1]}" if ks else None
+
+    def ann_value(self, model: str, query_set: str) -> str:
+        row = self._rows.get((model, query_set))
+        if row is None or not row.ann or row.ann.get("overlap") is None:
+            return ""
+        return f"{100 * float(row.ann['overlap']):.1f}"
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -148,6 +168,10 @@ class Comparison:
                 table.add_column("n", justify="right")
             for c in cols:
                 table.add_column(Text(c), justify="right")
+            ann_col = self.ann_column(qs)
+            if ann_col:
+                table.add_column(Text(ann_col), justify="right", style="dim")
+                table.caption = UNITS_NOTE + "; best per column highlighted; " + ANN_NOTE
             best = {c: set(self.best(qs, c)) for c in cols}
             for m in self.models:
                 # Text, not str: model names like "bge [run2]" must not be read as markup
@@ -158,6 +182,8 @@ class Comparison:
                 for c in cols:
                     text = format_value(c, self.value(m, qs, c))
                     cells.append(Text(text, style="bold green" if m in best[c] else ""))
+                if ann_col:
+                    cells.append(Text(self.ann_value(m, qs)))
                 table.add_row(*cells)
             tables.append(table)
         return tables
@@ -174,7 +200,8 @@ class Comparison:
         for qs in self.query_sets:
             cols = self.columns(qs)
             title, with_n = self._caption(qs)
-            head = ["model", *(["n"] if with_n else []), *cols]
+            ann_col = self.ann_column(qs)
+            head = ["model", *(["n"] if with_n else []), *cols, *([ann_col] if ann_col else [])]
             lines = [f"### {_md(title)}", "",
                      "| " + " | ".join(_md(h) for h in head) + " |",
                      "|" + "---|" + "---:|" * (len(head) - 1)]
@@ -187,21 +214,30 @@ class Comparison:
                 for c in cols:
                     text = format_value(c, self.value(m, qs, c))
                     cells.append(f"**{text}**" if m in best[c] else text)
+                if ann_col:
+                    cells.append(self.ann_value(m, qs))
                 lines.append("| " + " | ".join(cells) + " |")
             parts.append("\n".join(lines))
         body = "\n\n".join(parts)
-        return f"{body}\n\n{UNITS_NOTE}. Bold: best in its column.\n"
+        ann = any(self.ann_column(qs) for qs in self.query_sets)
+        return (f"{body}\n\n{UNITS_NOTE}. Bold: best in its column."
+                + (f" {ANN_NOTE}." if ann else "") + "\n")
 
     def to_csv(self) -> str:
         """One line per (model, query set) with unrounded 0-1 values; empty where not computed."""
         cols = list(dict.fromkeys(c for qs in self.query_sets for c in self.columns(qs)))
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["model", "query_set", "n_queries", "n_evaluated", "n_excluded", *cols])
+        ann = any(r.ann for r in self._rows.values())
+        w.writerow(["model", "query_set", "n_queries", "n_evaluated", "n_excluded", *cols,
+                    *(["ann_k", "ann_overlap"] if ann else [])])
         for r in self._rows.values():
             vals = [self.value(r.model, r.query_set, c) for c in cols]
+            extra = ([r.ann.get("k", ""), repr(r.ann.get("overlap"))] if r.ann else ["", ""]
+                     ) if ann else []
             w.writerow([r.model, r.query_set, r.metrics.n_queries, r.metrics.n_evaluated,
-                        r.metrics.n_excluded, *("" if v is None else repr(v) for v in vals)])
+                        r.metrics.n_excluded, *("" if v is None else repr(v) for v in vals),
+                        *extra])
         return buf.getvalue()
 
     def to_json(self) -> dict[str, Any]:
@@ -214,6 +250,7 @@ class Comparison:
                 "n_queries": r.metrics.n_queries, "n_evaluated": r.metrics.n_evaluated,
                 "n_excluded": r.metrics.n_excluded,
                 "metrics": {c: self.value(r.model, r.query_set, c) for c in r.metrics.means},
+                **({"ann_check": r.ann} if r.ann else {}),
             } for r in self._rows.values()],
             "best": {qs: {c: self.best(qs, c) for c in self.columns(qs)}
                      for qs in self.query_sets},

@@ -1,0 +1,78 @@
+"""ANN check: exact in-process search agrees with ES on exact (flat) indexes, and HNSW runs
+record their top-k overlap against it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedarena.data.types import Corpus, Query, QuerySet
+from embedarena.evaluation.runner import ann_overlap, exact_top_k, run_dense
+from embedarena.indexer.build import Builder, IndexOptions
+from embedarena.indexer.es import Target
+
+from ..indexer.fakes import BigramEmbedder
+
+LABELS = [f"label {a}{b}" for a in "abcdefghij" for b in "klmnopqrst"] + [
+    "甲状腺结节", "甲状腺癌", "胆管炎", "胰腺囊肿", "高血压", "糖尿病"]
+
+
+def test_exact_top_k_each_similarity() -> None:
+    rng = np.random.default_rng(0)
+    d, q = rng.normal(size=(50, 8)), rng.normal(size=(4, 8))
+    dn = d / np.linalg.norm(d, axis=1, keepdims=True)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    assert (exact_top_k(d, q, 5, "cosine") == np.argsort(-(qn @ dn.T), axis=1)[:, :5]).all()
+    assert (exact_top_k(d, q, 5, "dot_product") == np.argsort(-(q @ d.T), axis=1)[:, :5]).all()
+    dist = ((q[:, None, :] - d[None, :, :]) ** 2).sum(-1)
+    assert (exact_top_k(d, q, 5, "l2_norm") == np.argsort(dist, axis=1)[:, :5]).all()
+    assert exact_top_k(d[:3], q, 5, "cosine").shape == (4, 3)
+
+
+def test_overlap_counts() -> None:
+    out = ann_overlap([["a", "b", "c"], ["a", "x", "y"]], [["a", "b", "c"], ["a", "b", "c"]], 3)
+    assert out["overlap"] == pytest.approx((1 + 1 / 3) / 2)
+    assert out["min"] == pytest.approx(1 / 3) and out["queries_below_1"] == 1
+
+
+@pytest.mark.es
+def test_hnsw_runs_carry_the_overlap_and_flat_runs_match_exact(es_node, es_prefix) -> None:  # noqa: ANN001
+    client, target = es_node.client, Target([es_node.url], "basic", False)
+    emb = BigramEmbedder(dim=16)
+    corpus = Corpus.from_labels(LABELS)
+    qs = QuerySet("q", [Query(str(i), t, {t: 1.0}) for i, t in
+                        enumerate(["label ak", "label cq", "甲状腺的结节", "高血压病"])])
+    b = Builder(client, target)
+    b.build_dense(f"{es_prefix}h", "m", emb, corpus, IndexOptions(type="hnsw", m=4,
+                                                                   ef_construction=8))
+    run = run_dense(client, target, f"{es_prefix}h", "m", emb, qs, k=10, num_candidates=10)
+    check = run.meta["ann_check"]
+    assert check["k"] == 10 and check["queries"] == 4 and 0 < check["overlap"] <= 1
+
+    # recompute by hand: exact top 10 by dot product over the same vectors
+    docs = emb.embed_documents(LABELS)
+    qv = emb.embed_queries([q.text for q in qs])
+    exact = [[LABELS[j] for j in row] for row in exact_top_k(docs, qv, 10, "dot_product")]
+    want = ann_overlap([r.retrieved for r in run.results], exact, 10)["overlap"]
+    assert check["overlap"] == pytest.approx(want)
+
+    b.build_dense(f"{es_prefix}f", "m", emb, corpus, IndexOptions(type="flat"))
+    flat = run_dense(client, target, f"{es_prefix}f", "m", emb, qs, k=10)
+    assert "ann_check" not in flat.meta  # exact index: nothing to check
+    assert [set(r.retrieved) for r in flat.results] == [set(e) for e in exact]
+
+
+def test_comparison_shows_the_ann_column_only_when_some_run_has_one() -> None:
+    from embedarena.evaluation.compare import Comparison
+    from embedarena.evaluation.metrics import evaluate
+    from embedarena.evaluation.run import QueryResult, Run
+
+    run = Run("m", "qs", [QueryResult("1", "q", {"a": 1.0}, ["a", "b"], [1.0, 0.5])])
+    c = Comparison()
+    c.add("bm25", "qs", evaluate(run, "precise@1"))
+    assert "ann@" not in c.to_markdown()
+    c.add("dense", "qs", evaluate(run, "precise@1"), ann={"k": 10, "overlap": 0.987})
+    md = c.to_markdown()
+    assert "| model | precise@1 | ann@10 |" in md and "| 98.7 |" in md
+    assert "ann_overlap" in c.to_csv().splitlines()[0]
+    assert c.to_json()["rows"][1]["ann_check"]["overlap"] == 0.987
