@@ -23,7 +23,8 @@ NAME = typer.Option("default", "--name", help="Node name (state under EMBEDARENA
 
 @app.command()
 def start(
-    port: int = typer.Option(node_mod.DEFAULT_PORT, help="HTTP port on 127.0.0.1."),
+    port: int = typer.Option(node_mod.DEFAULT_PORT, envvar="EMBEDARENA_ES_PORT",
+                             help="HTTP port on 127.0.0.1."),
     heap: str = typer.Option(node_mod.DEFAULT_HEAP, help="JVM heap, e.g. 512m or 2g."),
     distribution: Path | None = typer.Option(
         None, "--distribution", exists=True, dir_okay=False,
