@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -192,8 +192,8 @@ def fuse_runs(runs: Sequence[Run], params: FusionParams, depth: int, model: str,
             scores=[s for _, s in fused],
             texts=[texts.get(d, d) for d in ids] if texts else None))
     return Run(model=model, query_set=runs[0].query_set, results=results, meta={
-        "search": "hybrid", "members": [r.model for r in runs], **params.to_dict(),
-        "k_depth": depth, **(meta or {})})
+        "search": "hybrid", "members": [r.model for r in runs], "k": depth,
+        "fusion": params.method, "fusion_params": params.to_dict(), **(meta or {})})
 
 
 def subset_run(run: Run, qids: Iterable[str]) -> Run:
@@ -244,7 +244,7 @@ def param_grid(n_members: int, methods: Sequence[FusionMethod] = ("rrf", "weight
 
 
 def tune(dev_runs: Sequence[Run], objective: str, grid: Sequence[FusionParams],
-         depth: int) -> TuneResult:
+         depth: int, progress: Callable[[int], None] | None = None) -> TuneResult:
     """Pick the params with the best mean `objective` on `dev_runs` (and only those).
 
     Ties keep the earlier candidate in `grid`, so the choice is deterministic.
@@ -263,6 +263,8 @@ def tune(dev_runs: Sequence[Run], objective: str, grid: Sequence[FusionParams],
         scored.append((params, value))
         if best is None or value > best[1]:
             best = (params, value)
+        if progress is not None:
+            progress(1)
     assert best is not None
     seen = frozenset(r.qid for run in dev_runs for r in run.results)
     return TuneResult(best[0], best[1], str(spec), scored, seen)
@@ -296,7 +298,7 @@ def check_disjoint(dev: Sequence[QueryResult], test: Sequence[QueryResult]) -> N
 def tune_then_test(member_runs: Sequence[Run], dev_qids: Iterable[str],
                    test_qids: Iterable[str], objective: str, grid: Sequence[FusionParams],
                    depth: int, metrics: Sequence[str], baseline: FusionParams | None = None,
-                   ) -> TuneReport:
+                   progress: Callable[[int], None] | None = None) -> TuneReport:
     """Tune on the dev queries only, then score members, baseline and tuned fusion on both.
 
     The tuner is handed runs cut down to the dev qids: test results never reach it.
@@ -309,7 +311,7 @@ def tune_then_test(member_runs: Sequence[Run], dev_qids: Iterable[str],
     check_disjoint(dev_runs[0].results, test_runs[0].results)
     if not dev_runs[0].results or not test_runs[0].results:
         raise ConfigError("both the dev and the test set need at least one query")
-    result = tune(dev_runs, objective, grid, depth)
+    result = tune(dev_runs, objective, grid, depth, progress)
     wanted = list(dict.fromkeys([objective, *metrics]))
     rows: list[dict[str, Any]] = []
     for split, runs in (("dev", dev_runs), ("test", test_runs)):

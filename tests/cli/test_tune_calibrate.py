@@ -1,0 +1,107 @@
+"""`tune-fusion` end to end on the real node (two lexical members: no torch), and `calibrate`
+on saved runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from embedarena.evaluation.run import QueryResult, Run
+
+LABELS = ["甲状腺结节", "甲状腺癌", "胆管炎", "胰腺囊肿", "宫颈上皮内瘤变", "子宫肌瘤", "高血压",
+          "糖尿病", "肝硬化", "乳腺癌", "营业执照办理", "营业执照注销", "硬盘维修", "硬盘价格"]
+QUESTIONS = ["我有{}能买保险吗", "{}怎么治疗", "得了{}还能工作吗"]
+
+
+def _app(register) -> typer.Typer:  # noqa: ANN001
+    app = typer.Typer()
+    register(app)
+    app.command("noop", hidden=True)(lambda: None)  # keep sub-command parsing
+    return app
+
+
+@pytest.mark.es
+def test_tune_fusion_reports_dev_and_test_without_overlap(es_node, es_prefix, tmp_path: Path,
+                                                          monkeypatch) -> None:  # noqa: ANN001
+    pytest.importorskip("jieba")
+    from embedarena.cli.tune import register
+
+    for k, v in es_node.env.items():
+        monkeypatch.setenv(k, v)
+    (tmp_path / "labels.json").write_text(json.dumps(LABELS, ensure_ascii=False), "utf-8")
+    with (tmp_path / "q.jsonl").open("w", encoding="utf-8") as f:
+        for lab in LABELS:
+            for q in QUESTIONS[:2]:
+                f.write(json.dumps({"query": q.format(lab), "pos": [lab]}, ensure_ascii=False)
+                        + "\n")
+    (tmp_path / "exp.yaml").write_text(f"""
+name: tune-test
+corpus: {{path: labels.json}}
+queries: [{{path: q.jsonl, name: q}}]
+metrics: [precise@1, mrr@5]
+index: {{prefix: {es_prefix}}}
+models:
+  - bm25
+  - bm25:jieba
+  - {{name: hyb, hybrid: [bm25, bm25-jieba], fusion: rrf, k: 60}}
+""", encoding="utf-8")
+    res = CliRunner().invoke(_app(register), [
+        "tune-fusion", str(tmp_path / "exp.yaml"), "--objective", "mrr@5", "--step", "0.5",
+        "--rrf-k", "1,60", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "out" / "tune.json").read_text("utf-8"))
+    dev, test = set(data["dev_qids"]), set(data["test_qids"])
+    assert dev and test and not dev & test
+    assert len(dev) + len(test) == len(LABELS) * 2
+    splits = {(r["split"], r["system"]) for r in data["rows"]}
+    for split in ("dev", "test"):
+        assert {(split, "bm25"), (split, "bm25-jieba"), (split, "fused (given)"),
+                (split, "fused (tuned)")} <= splits
+    assert {r["n"] for r in data["rows"] if r["split"] == "test"} == {len(test)}
+    assert data["best"]["fusion"] in ("rrf", "weighted")
+
+
+def _runs(root: Path, prefix: str, seed: int) -> None:
+    import random
+
+    rnd = random.Random(seed)
+    for model, scale in (("m1", 1.0), ("m2", 10.0)):
+        results = []
+        for i in range(40):
+            nm = i % 3 == 0
+            top = scale * (rnd.uniform(0, 0.3) if nm else rnd.uniform(0.7, 1))
+            results.append(QueryResult(f"{i}", f"{prefix} {i}", {} if nm else {f"g{i}": 1.0},
+                                       [f"g{i}", "x"], [top, top / 2]))
+        Run(model, prefix, results).save(root / model)
+
+
+def test_calibrate_fits_per_model_thresholds(tmp_path: Path) -> None:
+    from embedarena.cli.calibrate import register
+
+    _runs(tmp_path / "dev", "dev", 1)
+    _runs(tmp_path / "test", "test", 2)
+    res = CliRunner().invoke(_app(register), [
+        "calibrate", str(tmp_path / "test"), "--dev", str(tmp_path / "dev"), "--k", "1"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "test" / "calibration.json").read_text("utf-8"))
+    by = {m["model"]: m for m in data["models"]}
+    # per-model scales: each threshold sits in its own model's gap
+    assert 0.3 * 1 <= by["m1"]["threshold"] <= 0.7 * 1
+    assert 0.3 * 10 <= by["m2"]["threshold"] <= 0.7 * 10
+    for m in by.values():
+        assert m["test"]["precision"] == 1.0 and m["test"]["recall"] == 1.0
+        assert m["test_metrics"]["e2e@1"] == 1.0
+
+
+def test_calibrate_refuses_dev_equal_to_test(tmp_path: Path) -> None:
+    from embedarena.cli.calibrate import register
+
+    _runs(tmp_path / "dev", "same", 1)
+    res = CliRunner().invoke(_app(register), [
+        "calibrate", str(tmp_path / "dev"), "--dev", str(tmp_path / "dev")])
+    assert res.exit_code != 0
+    assert "both the dev and the test" in str(res.exception)
