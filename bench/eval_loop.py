@@ -5,7 +5,7 @@ CPU) and the same queries (Cranfield, 225). The peer is the per-query loop of se
 `ElasticsearchStore.similarity_search(query, k)` for each line of the query file. No embedding
 cache on either side. Prints both timings, the ratio and whether the top-k lists agree.
 
-    scripts/bench            # or: python bench/eval_loop.py  (needs `embedarena es start`)
+    python bench/eval_loop.py      # inside scripts/env.sh's venv, after `embedarena es start`
 """
 
 from __future__ import annotations
