@@ -107,8 +107,13 @@ class ModelHandle:
         return str(self.spec.name)
 
     @property
+    def hybrid(self) -> bool:
+        """A fusion of other models' runs (`{hybrid: [...]}`): no index of its own."""
+        return getattr(self.spec, "type", "") == "hybrid"
+
+    @property
     def lexical(self) -> bool:
-        return self.embedder is None
+        return self.embedder is None and not self.hybrid
 
     @property
     def fingerprint(self) -> str:
@@ -116,6 +121,10 @@ class ModelHandle:
 
         if self.embedder is not None:
             return self.embedder.fingerprint
+        if self.hybrid:
+            from embedarena.embedders.base import settings_fingerprint
+
+            return settings_fingerprint("hybrid", self.spec.public_dict())
         return lexical_fingerprint(self.analyzer or "standard")
 
 
@@ -126,6 +135,8 @@ def prepare_model(raw: Any, prefix: str = "embedarena-", cache: bool = True) -> 
 
     spec = parse_model_spec(raw)
     alias = alias_for(spec.name, prefix)
+    if spec.type == "hybrid":
+        return ModelHandle(spec, alias)
     if spec.type in LEXICAL_TYPES:
         analyzer = str(getattr(spec, "analyzer", None) or "standard")
         return ModelHandle(spec, alias, analyzer=analyzer)
@@ -145,6 +156,8 @@ def index_options(cfg: IndexConfig) -> IndexOptions:
 def build_index(client: Elasticsearch, target: Target, handle: ModelHandle, corpus: Corpus,
                 options: IndexOptions, force: bool = False, keep_old: bool = False,
                 progress: Progress | None = None) -> BuildResult:
+    if handle.hybrid:  # its members have the indexes; nothing to build
+        return BuildResult(handle.alias, "", 0, True, 0.0, {"kind": "hybrid"})
     builder = Builder(client, target)
     task = None
     if progress is not None:
@@ -171,8 +184,20 @@ def build_index(client: Elasticsearch, target: Target, handle: ModelHandle, corp
 
 def evaluate_model(client: Elasticsearch, target: Target, handle: ModelHandle, qs: QuerySet,
                    depth: int, num_candidates: int = 100, msearch_batch: int = 64,
-                   corpus_sha: str | None = None, progress: Progress | None = None) -> Run:
+                   corpus_sha: str | None = None, progress: Progress | None = None,
+                   check_ann: bool = True, members: dict[str, ModelHandle] | None = None
+                   ) -> Run:
+    """One model's run on one query set. A hybrid needs its `members` (handles by name);
+    `check_ann` runs the exact-search overlap check on HNSW indexes."""
     from embedarena.evaluation.runner import run_bm25, run_dense
+
+    if handle.hybrid:
+        from embedarena.evaluation.hybrid import run_hybrid
+
+        if members is None:
+            raise ConfigError(f"hybrid '{handle.name}' needs its member models")
+        return run_hybrid(client, target, handle.spec, members,  # type: ignore[arg-type]
+                          qs, depth, num_candidates, msearch_batch, corpus_sha, progress)
 
     task = None
     if progress is not None:
@@ -188,9 +213,26 @@ def evaluate_model(client: Elasticsearch, target: Target, handle: ModelHandle, q
                         corpus_sha)
     assert handle.embedder is not None
     run = run_dense(client, target, handle.alias, handle.name, handle.embedder, qs, depth,
-                    num_candidates, msearch_batch, tick, corpus_sha)
+                    num_candidates, msearch_batch, tick, corpus_sha, check_ann=check_ann)
     run.meta["model_settings"] = handle.spec.public_dict()
     return run
+
+
+def hybrid_members(handle: ModelHandle, raw_models: list[Any], ready: dict[str, ModelHandle],
+                   prefix: str = "embedarena-", cache: bool = True) -> dict[str, ModelHandle]:
+    """Handles of a hybrid's members: those already prepared, else prepared from the
+    experiment's model list (members are other entries, by name)."""
+    from embedarena.embedders.spec import parse_model_spec
+
+    wanted = list(getattr(handle.spec, "hybrid", []))
+    out = {n: ready[n] for n in wanted if n in ready}
+    for raw in raw_models:
+        if len(out) == len(wanted):
+            break
+        spec = parse_model_spec(raw)
+        if spec.name in wanted and spec.name not in out:
+            out[spec.name] = prepare_model(raw, prefix, cache)
+    return out
 
 
 def run_metadata(target: Target, es_version: str | None, extra: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import sys
 import typer
 
 from embedarena import __version__
+from embedarena.cli import calibrate as calibrate_cmd
 from embedarena.cli import compare as compare_cmd
 from embedarena.cli import data as data_cmd
 from embedarena.cli import es as es_cmd
@@ -18,6 +19,7 @@ from embedarena.cli import evaluate as eval_cmd
 from embedarena.cli import index as index_cmd
 from embedarena.cli import report as report_cmd
 from embedarena.cli import run as run_cmd
+from embedarena.cli import tune as tune_cmd
 from embedarena.cli.console import err_console
 from embedarena.errors import EmbedarenaError
 
@@ -54,6 +56,8 @@ app.add_typer(index_cmd.app, name="index")
 eval_cmd.register(app)
 compare_cmd.register(app)
 run_cmd.register(app)
+tune_cmd.register(app)
+calibrate_cmd.register(app)
 report_cmd.register(app)
 
 

@@ -56,15 +56,27 @@ def run_cmd(
     comparison = Comparison()
     opts = pl.index_options(exp.index)
     summary = []
+    handles: dict[str, pl.ModelHandle] = {}  # built in this run, by name (hybrid members)
     with pl.progress_bar() as progress:
         for raw in raw_models:
             handle = pl.prepare_model(raw, exp.index.prefix, cache=exp.cache)
             built = pl.build_index(client, target, handle, docs, opts, force=force,
                                    progress=progress)
+            members = None
+            if handle.hybrid:  # members: other entries, built here if not yet
+                members = pl.hybrid_members(handle, list(exp.models), handles,
+                                            exp.index.prefix, exp.cache)
+                for m in members.values():
+                    if m.name not in handles:
+                        pl.build_index(client, target, m, docs, opts, progress=progress)
+                        handles[m.name] = m
+            else:
+                handles[handle.name] = handle
             for qs in sets:
                 run = pl.evaluate_model(client, target, handle, qs, depth,
                                         exp.index.num_candidates, exp.index.msearch_batch,
-                                        corpus_sha=docs.sha256(), progress=progress)
+                                        corpus_sha=docs.sha256(), progress=progress,
+                                        members=members)
                 run.meta.update(pl.run_metadata(target, es_version, {
                     "experiment": exp.name, "corpus_source": docs.source,
                     "corpus_sha256": docs.sha256(), "queries_source": qs.source,
@@ -74,12 +86,12 @@ def run_cmd(
                 run_dir = out_dir / pl_slug(qs.name) / pl_slug(handle.name)
                 run.save(run_dir)
                 result.save(run_dir / "metrics.json")
-                comparison.add(handle.name, qs.name, result)
+                comparison.add(handle.name, qs.name, result, ann=run.meta.get("ann_check"))
             stats = getattr(handle.embedder, "stats", None)
             summary.append({"model": handle.name, "alias": built.alias, "index": built.index,
                             "reused_index": built.reused,
                             "cache": dict(stats) if isinstance(stats, dict) else None})
-            if built.reused:
+            if built.reused and not handle.hybrid:
                 err_console.print(f"{handle.name}: reused index {built.index}")
     comparison.save(out_dir)
     pl.save_json(out_dir / "experiment.json", {

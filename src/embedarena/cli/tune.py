@@ -48,8 +48,10 @@ def tune_fusion_cmd(
     ks: str = typer.Option("1,5,10,20,40,60,100", "--rrf-k", help="RRF constants to search."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write tune.json and tune.md."),
 ) -> None:
-    """Tune a hybrid's fusion (method, RRF k, weights, normalisation) on dev queries only,
-    then report members, the experiment's own fusion and the tuned fusion on both dev and test.
+    """Tune a hybrid's fusion on dev queries; report it on separate test queries.
+
+    Searches method (rrf, weighted), RRF k, weights and normalisation, then reports the
+    members, the experiment's own fusion and the tuned fusion on both dev and test.
 
     The tuner never sees a test query: runs are cut to the dev queries before tuning, and a
     split that shares a query id or text between dev and test is refused.

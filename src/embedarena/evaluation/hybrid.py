@@ -70,16 +70,7 @@ def member_runs(client: Elasticsearch, target: Target, members: Sequence[ModelHa
 
     return [evaluate_model(client, target, m, qs, candidates, max(num_candidates, candidates),
                            msearch_batch, corpus_sha=corpus_sha, progress=progress,
-                           **_no_ann()) for m in members]
-
-
-def _no_ann() -> dict[str, Any]:
-    import inspect
-
-    from embedarena.pipeline import evaluate_model
-
-    return {"check_ann": False} if "check_ann" in inspect.signature(evaluate_model).parameters \
-        else {}
+                           check_ann=False) for m in members]
 
 
 def run_hybrid(client: Elasticsearch, target: Target, spec: HybridSpec,
