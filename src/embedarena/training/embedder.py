@@ -100,6 +100,20 @@ class TrainResult:
     resumed_from: str | None
 
 
+def freeze_unused(model: Any) -> list[str]:
+    """Stop gradients for parameters the sentence vector never uses (BERT's `pooler`).
+
+    Under DDP an unused parameter with `requires_grad` leaves its gradient bucket unready, and
+    then no bucket is all-reduced: each process silently steps with its own gradient.
+    """
+    frozen = []
+    for name, p in model.named_parameters():
+        if name.startswith("pooler.") and p.requires_grad:
+            p.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
 def _pool(hidden: Any, mask: Any, pooling: str) -> Any:
     if pooling == "cls":
         return hidden[:, 0]
@@ -391,6 +405,7 @@ def train_embedder(cfg: TrainConfig, console: Any = None,
         model = AutoModel.from_pretrained(layout.transformer_dir, local_files_only=True)
     except (OSError, ValueError) as e:
         raise EmbedderError(f"cannot load the model in {layout.transformer_dir}: {e}") from None
+    freeze_unused(model)
     texts = list(dict.fromkeys([ex.query for ex in examples]
                                + [t for ex in examples for t in (*ex.pos, *ex.neg)]))
     report = vocab_report(tok, texts)
@@ -415,7 +430,7 @@ def train_embedder(cfg: TrainConfig, console: Any = None,
         ckpt = Path(cfg.resume_from_checkpoint or "")
         if (ckpt / "tokenizer.json").is_file() or (ckpt / "vocab.txt").is_file():
             tok = AutoTokenizer.from_pretrained(ckpt, local_files_only=True)
-            if len(tok) != model.get_input_embeddings().weight.shape[0]:
+            if len(tok) > model.get_input_embeddings().weight.shape[0]:  # extended vocab
                 model.resize_token_embeddings(len(tok), mean_resizing=False)
     dataset = GroupDataset(examples, cfg.train_group_size, cfg.seed)
     for line in dataset.stats.lines():

@@ -118,7 +118,7 @@ def extend_vocab(model: Any, tokenizer: Any, tokens: Sequence[str],
 
     A new token that the old tokenizer splits into known subwords starts at the mean of those
     subwords' embeddings (it keeps their meaning); one that was wholly unknown starts at the
-    mean embedding plus small noise of the embeddings' own spread, so new tokens are distinct
+XX
     but in-distribution (a zero or random-scale row would dominate mean pooling).
     """
     import torch
@@ -152,7 +152,7 @@ def extend_vocab(model: Any, tokenizer: Any, tokens: Sequence[str],
                 vec = old[ids].mean(0)
                 sub += 1
             else:
-                noise = torch.randn(mu.shape, generator=gen) * sd.cpu() * 0.1
+                noise = torch.randn(mu.shape, generator=gen) * sd.cpu()
                 vec = mu + noise.to(mu.device)
                 mean += 1
             emb[row] = vec.to(emb.dtype)
