@@ -201,3 +201,15 @@ def test_overlapping_splits_are_refused() -> None:
     m2.results[0] = QueryResult("dup", m1.results[1].query, {"g": 1.0}, ["g"], [1.0])
     with pytest.raises(ConfigError, match="query texts"):
         tune_then_test([m1, m2], [m1.results[1].qid], ["dup"], "precise@1", grid, 5, [])
+
+
+def test_tuned_fusion_is_tested_against_the_best_member_on_test() -> None:
+    from embedarena.evaluation.fusion import tune_then_test
+
+    m1, m2, dev, test = _split_world()
+    grid = param_grid(2, ("weighted",), 0.5, normalizations=("minmax",))
+    rep = tune_then_test([m1, m2], dev, test, "precise@1", grid, 5, [])
+    v = rep.versus
+    assert v["best_member"] == "m1" and v["best_member_value"] == 1.0
+    assert v["tuned_value"] == 0.0 and v["difference"] == -1.0
+    assert v["p_value"] < 0.01  # 10 of 10 test queries lost: a real difference

@@ -129,6 +129,12 @@ def tune_fusion_cmd(
                                 baseline=spec.fusion_params(),
                                 progress=lambda n: progress.advance(task, n))
     _print(report, objective, exp.metrics)
+    v = report.versus
+    if v.get("difference") is not None:
+        err_console.print(f"test: tuned fusion {v['tuned_value']:.4f} vs best member "
+                          f"{v['best_member']} {v['best_member_value']:.4f} on {v['metric']} "
+                          f"(difference {v['difference']:+.4f}, paired randomization "
+                          f"p = {v['p_value']:.3g})")
     best = report.tune.best
     entry = {"name": spec.name, "hybrid": list(spec.hybrid), **best.to_dict()}
     err_console.print(f"tuned on dev: {best.describe()} ({objective} {report.tune.best_score:.4f})"
@@ -164,7 +170,7 @@ def _save(out: Path, report: Any, entry: dict[str, Any], split_desc: str, object
         "objective": objective, "split": split_desc, "best": entry,
         "best_dev_score": report.tune.best_score,
         "dev_qids": report.dev_qids, "test_qids": report.test_qids,
-        "rows": report.rows,
+        "rows": report.rows, "test_vs_best_member": report.versus,
         "top_dev_settings": [{"params": p.to_dict(), objective: v} for p, v in top],
     })
     cols = [c for c in report.rows[0] if c not in ("split", "system", "params", "n")]

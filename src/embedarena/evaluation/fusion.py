@@ -279,6 +279,9 @@ class TuneReport:
     test_qids: list[str]
     rows: list[dict[str, Any]]
     """One row per (split, system): {"split", "system", "params", metric: value, ...}."""
+    versus: dict[str, Any] = field(default_factory=dict)
+    """Test split: tuned fusion vs the best member on the objective (mean difference and the
+    paired randomization p-value), so "hybrid beats its members" is a tested claim."""
 
 
 def check_disjoint(dev: Sequence[QueryResult], test: Sequence[QueryResult]) -> None:
@@ -314,6 +317,7 @@ def tune_then_test(member_runs: Sequence[Run], dev_qids: Iterable[str],
     result = tune(dev_runs, objective, grid, depth, progress)
     wanted = list(dict.fromkeys([objective, *metrics]))
     rows: list[dict[str, Any]] = []
+    per_query: dict[tuple[str, str], Any] = {}
     for split, runs in (("dev", dev_runs), ("test", test_runs)):
         systems: list[tuple[str, str, Run]] = [
             (r.model, "", Run(r.model, r.query_set,
@@ -327,7 +331,30 @@ def tune_then_test(member_runs: Sequence[Run], dev_qids: Iterable[str],
         systems.append(("fused (tuned)", result.best.describe(),
                         fuse_runs(runs, result.best, depth, "tuned")))
         for name, desc, run in systems:
-            means = evaluate(run, wanted).means
+            scored = evaluate(run, wanted)
+            per_query[(split, name)] = scored.per_query(objective)
             rows.append({"split": split, "system": name, "params": desc,
-                         "n": len(run.results), **means})
-    return TuneReport(result, dev_set, test_set, rows)
+                         "n": len(run.results), **scored.means})
+    return TuneReport(result, dev_set, test_set, rows,
+                      _versus_best_member(rows, per_query, objective,
+                                          [r.model for r in member_runs]))
+
+
+def _versus_best_member(rows: list[dict[str, Any]], per_query: dict[tuple[str, str], Any],
+                        objective: str, members: list[str]) -> dict[str, Any]:
+    import numpy as np
+
+    from embedarena.evaluation.significance import randomization_test
+
+    test_rows = {r["system"]: r for r in rows if r["split"] == "test"}
+    vals = {m: test_rows[m].get(objective) for m in members if m in test_rows}
+    best = max(vals, key=lambda m: -math.inf if vals[m] is None or math.isnan(vals[m])
+               else vals[m])
+    a, b = per_query[("test", best)], per_query[("test", "fused (tuned)")]
+    keep = ~(np.isnan(a) | np.isnan(b))
+    p, exact = randomization_test(a[keep], b[keep])
+    return {"metric": objective, "best_member": best,
+            "best_member_value": float(np.mean(a[keep])) if keep.any() else None,
+            "tuned_value": float(np.mean(b[keep])) if keep.any() else None,
+            "difference": float(np.mean(b[keep] - a[keep])) if keep.any() else None,
+            "p_value": p, "exact": exact}
