@@ -38,6 +38,8 @@ class CorpusSource(_Strict):
     column: str | None = None
     id_field: str | None = None
     text_field: str | None = None
+    skip_bad: bool = Field(default=False, description="Count and skip bad records instead of "
+                           "stopping at the first one.")
 
     @model_validator(mode="after")
     def _one_source(self) -> CorpusSource:
@@ -51,6 +53,8 @@ class QuerySource(_Strict):
     path: Path | None = None
     dataset: str | None = None
     split: str | None = Field(default=None, description="Which query set of a dataset.")
+    skip_bad: bool = Field(default=False, description="Count and skip bad records instead of "
+                           "stopping at the first one.")
 
     @model_validator(mode="after")
     def _one_source(self) -> QuerySource:

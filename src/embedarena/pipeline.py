@@ -31,6 +31,7 @@ from embedarena.indexer.es import Target
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
 
+    from embedarena.data.readers import LoadReport
     from embedarena.embedders.base import Embedder
     from embedarena.embedders.spec import ModelSpec
     from embedarena.evaluation.run import Run
@@ -55,15 +56,17 @@ def load_corpus_source(src: CorpusSource) -> Corpus:
 
         corpus, _ = load_dataset(src.dataset)
         return corpus
-    from embedarena.data.readers import load_corpus
+    from embedarena.data.readers import load_corpus_with_report
 
     assert src.path is not None
-    return load_corpus(src.path, column=src.column, id_field=src.id_field,
-                       text_field=src.text_field)
+    corpus, report = load_corpus_with_report(src.path, column=src.column, id_field=src.id_field,
+                                             text_field=src.text_field, skip_bad=src.skip_bad)
+    _say_skipped(report)
+    return corpus
 
 
 def load_query_sources(srcs: list[QuerySource]) -> list[QuerySet]:
-    from embedarena.data.readers import load_queries
+    from embedarena.data.readers import load_queries_with_report
 
     out = []
     for s in srcs:
@@ -79,9 +82,24 @@ def load_query_sources(srcs: list[QuerySource]) -> list[QuerySet]:
             out.append(QuerySet(s.display_name, qs.queries, qs.source))
         else:
             assert s.path is not None
-            qs = load_queries(s.path, name=s.display_name)
+            qs, report = load_queries_with_report(s.path, name=s.display_name,
+                                                  skip_bad=s.skip_bad)
+            _say_skipped(report)
             out.append(QuerySet(s.display_name, qs.queries, qs.source))
     return out
+
+
+def _say_skipped(report: LoadReport) -> None:
+    """With skip_bad, skipped records are counted out loud, never dropped silently."""
+    if not report.skipped_total:
+        return
+    from embedarena.cli.console import err_console
+
+    reasons = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items()))
+    err_console.print(f"[yellow]skipped[/] {report.skipped_total} of {report.read} "
+                      f"{report.unit}s in {report.path} ({reasons}); loaded {report.loaded}")
+    for ex in report.examples[:3]:
+        err_console.print(f"  e.g. {ex}", highlight=False)
 
 
 def gold_coverage(corpus: Corpus, qs: QuerySet) -> dict[str, list[str]]:

@@ -41,6 +41,9 @@ def eval_cmd(
     prefix: str = typer.Option("embedarena-", help="Index/alias name prefix."),
     num_candidates: int = typer.Option(100, help="kNN candidates per shard (HNSW)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the embedding cache."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Count and skip bad records "
+                                  "(malformed lines, wrong types) instead of stopping at the "
+                                  "first one."),
 ) -> None:
     """Evaluate models on a query file: batched encoding, _msearch, precise@k and friends.
 
@@ -59,8 +62,9 @@ def eval_cmd(
     names = metrics_from_ks(ks, metrics)
     specs = parse_metrics(names)
     depth = pl.depth_for(names, None)
-    qs = pl.load_query_sources([QuerySource(path=queries)])[0]
-    docs = pl.load_corpus_source(CorpusSource(path=corpus)) if corpus else None
+    qs = pl.load_query_sources([QuerySource(path=queries, skip_bad=skip_bad)])[0]
+    docs = (pl.load_corpus_source(CorpusSource(path=corpus, skip_bad=skip_bad)) if corpus
+            else None)
     if docs is not None:
         missing = pl.gold_coverage(docs, qs)
         if missing:

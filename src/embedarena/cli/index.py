@@ -42,6 +42,9 @@ def build(
     force: bool = typer.Option(False, "--force", help="Rebuild even when the index is current."),
     keep_old: bool = typer.Option(False, "--keep-old", help="Keep the previous physical index."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the embedding cache."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Count and skip bad records "
+                                  "(malformed lines, wrong types) instead of stopping at the "
+                                  "first one."),
 ) -> None:
     """Build (or reuse, when nothing changed) the index of each model.
 
@@ -54,6 +57,7 @@ def build(
     if experiment is not None:
         exp = load_experiment(experiment)
         csrc = exp.corpus
+        csrc.skip_bad = csrc.skip_bad or skip_bad
         icfg = exp.index
         raw_models: list[object] = list(exp.models)
         if model:
@@ -63,7 +67,7 @@ def build(
             raise ConfigError("name at least one --model (or give --experiment)")
         if (corpus is None) == (dataset is None):
             raise ConfigError("give exactly one of --corpus or --dataset")
-        csrc = CorpusSource(path=corpus, dataset=dataset, column=column)
+        csrc = CorpusSource(path=corpus, dataset=dataset, column=column, skip_bad=skip_bad)
         icfg = IndexConfig(prefix=prefix, type=index_type,  # type: ignore[arg-type]
                            similarity=similarity)  # type: ignore[arg-type]
         raw_models = list(model)

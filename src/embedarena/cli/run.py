@@ -18,6 +18,9 @@ def run_cmd(
     only: list[str] = typer.Option([], "--model", "-m", help="Run only these model names."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip the experiment's `report:` "
                                    "section (HTML/XLSX/Markdown)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Count and skip bad records "
+                                  "(malformed lines, wrong types) instead of stopping at the "
+                                  "first one."),
 ) -> None:
     """Run an experiment end to end and print the comparison table.
 
@@ -33,6 +36,10 @@ def run_cmd(
     from embedarena.indexer.es import connect, server_version
 
     exp = load_experiment(experiment)
+    if skip_bad:
+        exp.corpus.skip_bad = True
+        for q in exp.queries:
+            q.skip_bad = True
     out_dir = out or exp.out or experiment.resolve().parent / "runs" / exp.name
     specs = parse_metrics(exp.metrics)
     depth = pl.depth_for(exp.metrics, exp.depth)
