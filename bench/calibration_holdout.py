@@ -30,7 +30,9 @@ def holdout(corpus: Corpus, qs: QuerySet, share: float, seed: int
             ) -> tuple[Corpus, QuerySet, int]:
     """Drop the gold documents of `share` of the queries; gold restricted to what is left."""
     order = list(range(len(qs)))
-    random.Random(seed).shuffle(order)
+    # its own random stream: with the dev/test split's seed, every held-out query would land
+    # in the same split (both shuffle the same list the same way)
+    random.Random(f"holdout:{seed}").shuffle(order)
     held = {i for i in order[:round(share * len(qs))]}
     drop = {g for i, q in enumerate(qs.queries) if i in held for g in q.relevant}
     keep = [i for i, d in enumerate(corpus.ids) if d not in drop]

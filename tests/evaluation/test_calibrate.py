@@ -108,3 +108,41 @@ def test_calibrate_applies_the_dev_threshold_to_test() -> None:
     assert m["answered_precise@1"] == pytest.approx(50 / 150)
     with pytest.raises(ConfigError, match="both the dev and the test"):
         calibrate(dev, dev)
+
+
+def test_hit_correctness_for_multi_gold_collections() -> None:
+    from embedarena.evaluation.calibrate import answered_metrics
+
+    run = Run("m", "qs", [QueryResult("1", "a", {"g1": 1.0, "g2": 1.0}, ["g1", "x"], [0.9, 0.1]),
+                          QueryResult("2", "b", {}, ["x"], [0.2])])
+    scores, nm = top_scores(run), no_match_mask(run)
+    assert answered_metrics(run, scores, nm, 0.5, [1])["precise@1"] == 0.0
+    hit = answered_metrics(run, scores, nm, 0.5, [1], correct="hit")
+    assert hit["hit@1"] == 1.0 and hit["e2e@1"] == 1.0
+    with pytest.raises(ConfigError):
+        answered_metrics(run, scores, nm, 0.5, [1], correct="exact")
+
+
+def test_e2e_objective_does_not_abstain_on_everything_when_scores_do_not_separate() -> None:
+    from embedarena.evaluation.calibrate import correct_at_k, find_threshold_e2e
+
+    # 40% no-match, top-1 scores independent of it: max F1 of abstention abstains on all
+    # (F1 = 2·0.4/1.4 = 0.571 beats any partial split); e2e answers and keeps 60% right
+    rng = np.random.default_rng(7)
+    results = []
+    for i in range(500):
+        nm = i % 5 < 2
+        results.append(QueryResult(str(i), f"q{i}", {} if nm else {f"g{i}": 1.0},
+                                   [f"g{i}"], [float(rng.uniform())]))
+    run = Run("m", "qs", results)
+    scores, nm = top_scores(run), no_match_mask(run)
+    f1 = find_threshold(scores, nm)
+    assert f1.abstained >= 490 and f1.f1 == pytest.approx(2 * 0.4 / 1.4, abs=0.01)
+    e2e = find_threshold_e2e(scores, nm, correct_at_k(run, nm, 1))
+    assert e2e.abstained < 50
+    # brute force: no threshold does better end to end
+    right = correct_at_k(run, nm, 1)
+    grid = np.linspace(-0.1, 1.1, 2001)
+    best = max(float(np.where(nm, scores < t, (scores >= t) & right).mean()) for t in grid)
+    chosen = float(np.where(nm, scores < e2e.threshold, (scores >= e2e.threshold) & right).mean())
+    assert chosen >= best - 1e-12

@@ -61,12 +61,20 @@ def calibrate_cmd(
                                        help="Label corpus: queries whose gold is not in it "
                                        "count as no-match."),
     none_label: str | None = typer.Option(None, help="Gold label meaning 'no label fits'."),
+    objective: str = typer.Option("f1", help="'f1': max F1 of abstention; 'e2e': max "
+                                  "end-to-end accuracy at the smallest k (abstain right on "
+                                  "no-match, answer right otherwise)."),
+    correct: str = typer.Option("precise", help="When an answered query is right: 'precise' "
+                                "(every gold in the top k, for label data) or 'hit' (any "
+                                "gold, for collections with many relevant documents)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write calibration.json here "
                                     "(default: RUN_DIR)."),
 ) -> None:
     """Find, per model, the top-1 score below which the system should answer "no label".
 
-    Fitted on the dev data (max F1 of abstention, or --target-precision), applied to the test
+    Fitted on the dev data (max F1 of abstention, --target-precision, or --objective e2e:
+    best end-to-end accuracy, which does not collapse into "always abstain" when scores
+    separate no-match queries poorly), applied to the test
     run: abstention precision/recall, coverage, precise@k on answered queries, and e2e@k (a
     no-match query is right iff abstained; a matchable one iff answered with all gold in the
     top k). No-match queries: no relevant gold, gold = --none-label, or gold not in --corpus.
@@ -104,11 +112,13 @@ def calibrate_cmd(
                                 f"{', '.join(dev_runs) or 'none'})")
             depth = max((len(r.retrieved) for r in test.results), default=10)
             dev_run = _dev_run_by_search(test, dev, depth)
-        cal = calibrate(dev_run, test, cut, sigmoid, target_precision, corpus_ids, none_label)
+        cal = calibrate(dev_run, test, cut, sigmoid, target_precision, corpus_ids, none_label,
+                        correct, objective)
         results.append((d, cal))
-    _print([c for _, c in results], cut)
+    _print([c for _, c in results], cut, correct)
     dest = out or (run_dir if run_dir.is_dir() else run_dir.parent)
-    save_json(dest / "calibration.json", {"dev": str(dev), "k": cut,
+    save_json(dest / "calibration.json", {"dev": str(dev), "k": cut, "correct": correct,
+                                          "objective": objective,
                                           "models": [c.to_dict() for _, c in results]})
     err_console.print(f"wrote {dest / 'calibration.json'}")
 
@@ -119,17 +129,19 @@ def _pct(v: float | None) -> str:
     return "" if v is None or not math.isfinite(v) else f"{100 * v:.1f}"
 
 
-def _print(cals: list[Any], ks: list[int]) -> None:
+def _print(cals: list[Any], ks: list[int], correct: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title="no-label thresholds (fitted on dev, applied to test)",
                   title_justify="left",
                   caption="abstain when top-1 score < threshold; P/R/F1 of abstention on test "
-                  "(positive = no-match query); answered p@k on matchable answered queries; e2e@k "
-                  "over all queries; values in %", caption_justify="left")
+                  f"(positive = no-match query); {correct}@k on matchable queries, without and "
+                  "with the threshold (answered); e2e@k over all queries; values in %",
+                  caption_justify="left")
     cols = ["model", "threshold", "dev F1", "abst P", "abst R", "abst F1", "coverage"]
-    cols += [f"p@{k}" for k in ks] + [f"answered p@{k}" for k in ks] + [f"e2e@{k}" for k in ks]
+    cols += [f"{correct}@{k}" for k in ks] + [f"answered {correct}@{k}" for k in ks]
+    cols += [f"e2e@{k}" for k in ks]
     for c in cols:
         table.add_column(Text(c), justify="left" if c == "model" else "right")
     for c in cals:
@@ -137,8 +149,8 @@ def _print(cals: list[Any], ks: list[int]) -> None:
         table.add_row(Text(c.model), f"{c.dev.threshold:.4g}", _pct(c.dev.f1),
                       _pct(t.precision if t else None), _pct(t.recall if t else None),
                       _pct(t.f1 if t else None), _pct(m.get("coverage")),
-                      *(_pct(m.get(f"precise@{k}")) for k in ks),
-                      *(_pct(m.get(f"answered_precise@{k}")) for k in ks),
+                      *(_pct(m.get(f"{correct}@{k}")) for k in ks),
+                      *(_pct(m.get(f"answered_{correct}@{k}")) for k in ks),
                       *(_pct(m.get(f"e2e@{k}")) for k in ks))
     console.print(table)
 

@@ -126,9 +126,44 @@ def find_threshold(scores: FloatArray, no_match: BoolArray,
     return max(ok, key=lambda s: (s.recall, -s.threshold))
 
 
+CORRECTNESS = ("precise", "hit")
+"""What makes an answered query right: every gold in the top k (seed 004's precise@k, for
+label data), or any gold in the top k (collections with many relevant documents)."""
+
+
+def correct_at_k(run: Run, no_match: BoolArray, k: int, correct: str = "precise") -> BoolArray:
+    """Per query: is the ranked list right at k (matchable queries only; no-match → False)."""
+    from embedarena.evaluation.metrics import hit_at_k, precise_at_k
+
+    if correct not in CORRECTNESS:
+        raise ConfigError(f"correct is one of {', '.join(CORRECTNESS)}, not {correct!r}")
+    fn = precise_at_k if correct == "precise" else hit_at_k
+    return np.array([not nm and fn(r.retrieved, r.gold, k) == 1.0
+                     for r, nm in zip(run.results, no_match)], dtype=bool)
+
+
+def find_threshold_e2e(scores: FloatArray, no_match: BoolArray, right: BoolArray
+                       ) -> AbstentionStats:
+    """The threshold with the best end-to-end accuracy: a no-match query is right iff the
+    system abstains, a matchable one iff it answers and `right` holds.
+
+    Max F1 of abstention ignores whether answered queries are right, so where top-1 scores
+    barely separate no-match queries it happily abstains on everything; e2e weighs both sides.
+    Ties keep the lower threshold.
+    """
+    if not no_match.any() or no_match.all():
+        find_threshold(scores, no_match)  # raises the same clear errors
+    best_t, best_v = -math.inf, -1.0
+    for t in candidate_thresholds(scores):
+        v = float(np.where(no_match, scores < t, (scores >= t) & right).mean())
+        if v > best_v:
+            best_t, best_v = t, v
+    return abstention_stats(scores, no_match, best_t)
+
+
 def answered_metrics(run: Run, scores: FloatArray, no_match: BoolArray, t: float,
-                     ks: Sequence[int]) -> dict[str, float]:
-    """precise@k with the threshold applied.
+                     ks: Sequence[int], correct: str = "precise") -> dict[str, float]:
+    """precise@k (or hit@k) with the threshold applied.
 
     - `precise@k`: on matchable queries, no threshold (the plain retrieval number).
     - `answered_precise@k`: on matchable queries the system answered (did not abstain on).
@@ -136,17 +171,20 @@ def answered_metrics(run: Run, scores: FloatArray, no_match: BoolArray, t: float
       answered and every gold label is in the top k (what a user of the system experiences).
     - `coverage`: share of all queries answered.
     """
-    from embedarena.evaluation.metrics import precise_at_k
+    from embedarena.evaluation.metrics import hit_at_k, precise_at_k
 
+    if correct not in CORRECTNESS:
+        raise ConfigError(f"correct is one of {', '.join(CORRECTNESS)}, not {correct!r}")
+    fn = precise_at_k if correct == "precise" else hit_at_k
     answered = scores >= t
     out: dict[str, float] = {"coverage": float(answered.mean()) if len(answered) else math.nan}
     for k in ks:
-        right = np.array([precise_at_k(r.retrieved, r.gold, k) if not nm else 0.0
+        right = np.array([fn(r.retrieved, r.gold, k) if not nm else 0.0
                           for r, nm in zip(run.results, no_match)], dtype=np.float64)
         match = ~no_match
-        out[f"precise@{k}"] = float(right[match].mean()) if match.any() else math.nan
+        out[f"{correct}@{k}"] = float(right[match].mean()) if match.any() else math.nan
         am = match & answered
-        out[f"answered_precise@{k}"] = float(right[am].mean()) if am.any() else math.nan
+        out[f"answered_{correct}@{k}"] = float(right[am].mean()) if am.any() else math.nan
         e2e = np.where(no_match, ~answered, answered & (right == 1.0))
         out[f"e2e@{k}"] = float(e2e.mean()) if len(e2e) else math.nan
     return out
@@ -159,6 +197,7 @@ class Calibration:
     model: str
     sigmoid: bool
     target_precision: float | None
+    objective: str
     dev: AbstentionStats
     test: AbstentionStats | None
     test_metrics: dict[str, float]
@@ -168,7 +207,8 @@ class Calibration:
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "threshold": self.dev.threshold, "sigmoid": self.sigmoid,
-            "target_precision": self.target_precision, "dev": self.dev.to_dict(),
+            "target_precision": self.target_precision, "objective": self.objective,
+            "dev": self.dev.to_dict(),
             "test": self.test.to_dict() if self.test else None,
             "test_metrics": {k: (None if not math.isfinite(v) else v)
                              for k, v in self.test_metrics.items()},
@@ -178,7 +218,8 @@ class Calibration:
 
 def calibrate(dev: Run, test: Run, ks: Sequence[int] = (1, 2, 5), use_sigmoid: bool = False,
               target_precision: float | None = None, corpus_ids: Collection[str] | None = None,
-              none_label: str | None = None) -> Calibration:
+              none_label: str | None = None, correct: str = "precise",
+              objective: str = "f1") -> Calibration:
     """Fit on `dev`, apply to `test` (they must not share queries: that would flatter it)."""
     shared = {r.query.strip() for r in dev.results} & {r.query.strip() for r in test.results}
     if shared:
@@ -186,10 +227,17 @@ def calibrate(dev: Run, test: Run, ks: Sequence[int] = (1, 2, 5), use_sigmoid: b
                           f"{sorted(shared)[0]!r}); a threshold must be fitted on other queries")
     d_scores = top_scores(dev, use_sigmoid)
     d_nm = no_match_mask(dev, corpus_ids, none_label)
-    fitted = find_threshold(d_scores, d_nm, target_precision)
+    if objective == "e2e":
+        if target_precision is not None:
+            raise ConfigError("a target precision and the e2e objective exclude each other")
+        fitted = find_threshold_e2e(d_scores, d_nm, correct_at_k(dev, d_nm, min(ks), correct))
+    elif objective == "f1":
+        fitted = find_threshold(d_scores, d_nm, target_precision)
+    else:
+        raise ConfigError(f"objective is 'f1' or 'e2e', not {objective!r}")
     t_scores = top_scores(test, use_sigmoid)
     t_nm = no_match_mask(test, corpus_ids, none_label)
     test_stats = abstention_stats(t_scores, t_nm, fitted.threshold) if t_nm.any() else None
-    return Calibration(dev.model, use_sigmoid, target_precision, fitted, test_stats,
-                       answered_metrics(test, t_scores, t_nm, fitted.threshold, ks),
+    return Calibration(dev.model, use_sigmoid, target_precision, objective, fitted, test_stats,
+                       answered_metrics(test, t_scores, t_nm, fitted.threshold, ks, correct),
                        len(dev), len(test))
