@@ -104,6 +104,7 @@ def calibrate_cmd(
                                 "query set's folder")
             dev_runs[r.model] = r
     results = []
+    unreachable: list[dict[str, str]] = []
     for d, test in tests:
         dev_run = dev_runs.get(test.model)
         if dev_run is None:
@@ -112,14 +113,24 @@ def calibrate_cmd(
                                 f"{', '.join(dev_runs) or 'none'})")
             depth = max((len(r.retrieved) for r in test.results), default=10)
             dev_run = _dev_run_by_search(test, dev, depth)
-        cal = calibrate(dev_run, test, cut, sigmoid, target_precision, corpus_ids, none_label,
-                        correct, objective)
+        try:
+            cal = calibrate(dev_run, test, cut, sigmoid, target_precision, corpus_ids,
+                            none_label, correct, objective)
+        except ConfigError as e:
+            if target_precision is None or "reaches abstention precision" not in str(e):
+                raise
+            # one model missing the target must not hide the others' thresholds
+            unreachable.append({"model": test.model, "error": str(e)})
+            continue
         results.append((d, cal))
     _print([c for _, c in results], cut, correct)
+    for u in unreachable:
+        err_console.print(f"[yellow]{u['model']}:[/] {u['error']}")
     dest = out or (run_dir if run_dir.is_dir() else run_dir.parent)
     save_json(dest / "calibration.json", {"dev": str(dev), "k": cut, "correct": correct,
                                           "objective": objective,
-                                          "models": [c.to_dict() for _, c in results]})
+                                          "models": [c.to_dict() for _, c in results],
+                                          "unreachable": unreachable})
     err_console.print(f"wrote {dest / 'calibration.json'}")
 
 
