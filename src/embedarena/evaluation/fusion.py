@@ -347,9 +347,11 @@ def _versus_best_member(rows: list[dict[str, Any]], per_query: dict[tuple[str, s
     from embedarena.evaluation.significance import randomization_test
 
     test_rows = {r["system"]: r for r in rows if r["split"] == "test"}
-    vals = {m: test_rows[m].get(objective) for m in members if m in test_rows}
-    best = max(vals, key=lambda m: -math.inf if vals[m] is None or math.isnan(vals[m])
-               else vals[m])
+    vals: dict[str, float] = {}
+    for m in members:
+        v = test_rows.get(m, {}).get(objective)
+        vals[m] = -math.inf if v is None or math.isnan(float(v)) else float(v)
+    best = max(vals, key=lambda m: vals[m])
     a, b = per_query[("test", best)], per_query[("test", "fused (tuned)")]
     keep = ~(np.isnan(a) | np.isnan(b))
     p, exact = randomization_test(a[keep], b[keep])
