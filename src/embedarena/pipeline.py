@@ -253,6 +253,22 @@ def hybrid_members(handle: ModelHandle, raw_models: list[Any], ready: dict[str, 
     return out
 
 
+def check_hybrids(raw_models: list[Any]) -> None:
+    """Before any index is built: every hybrid's members are non-hybrid models of the list."""
+    from embedarena.embedders.spec import parse_model_spec
+
+    specs = [parse_model_spec(m) for m in raw_models]
+    kinds = {s.name: s.type for s in specs}
+    for s in specs:
+        for member in getattr(s, "hybrid", None) or []:
+            if member not in kinds:
+                raise ConfigError(f"hybrid '{s.name}': member '{member}' is not a model of this "
+                                  f"experiment; models: {', '.join(kinds)}")
+            if kinds[member] == "hybrid":
+                raise ConfigError(f"hybrid '{s.name}': member '{member}' is itself a hybrid; "
+                                  "list its members instead")
+
+
 def run_metadata(target: Target, es_version: str | None, extra: dict[str, Any]) -> dict[str, Any]:
     """Reproducibility facts for a run directory; never secrets (Target holds none)."""
     return {

@@ -101,3 +101,14 @@ def test_native_rrf_where_the_node_has_it(es_node, es_prefix) -> None:  # noqa: 
     ref = run_hybrid(es_node.client, target, client_spec, hs, QS, 5)  # type: ignore[arg-type]
     assert run.meta["engine"] == "native-rrf"
     assert [r.retrieved for r in run.results] == [r.retrieved for r in ref.results]
+
+
+def test_experiment_hybrids_are_checked_before_any_build() -> None:
+    from embedarena.pipeline import check_hybrids
+
+    check_hybrids(["bm25", "bm25:jieba", {"name": "h", "hybrid": ["bm25", "bm25-jieba"]}])
+    with pytest.raises(ConfigError, match="member 'minilm' is not a model"):
+        check_hybrids(["bm25", {"name": "h", "hybrid": ["bm25", "minilm"]}])
+    with pytest.raises(ConfigError, match="itself a hybrid"):
+        check_hybrids(["bm25", "bm25:jieba", {"name": "h", "hybrid": ["bm25", "bm25-jieba"]},
+                       {"name": "h2", "hybrid": ["h", "bm25"]}])

@@ -56,6 +56,7 @@ def run_cmd(
     client, target = connect()
     es_version = server_version(client, target)
     raw_models = list(exp.models)
+    pl.check_hybrids(raw_models)
     if only:
         from embedarena.cli.index import _select
 
