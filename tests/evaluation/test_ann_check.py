@@ -76,3 +76,23 @@ def test_comparison_shows_the_ann_column_only_when_some_run_has_one() -> None:
     assert "| model | precise@1 | ann@10 |" in md and "| 98.7 |" in md
     assert "ann_overlap" in c.to_csv().splitlines()[0]
     assert c.to_json()["rows"][1]["ann_check"]["overlap"] == 0.987
+
+
+@pytest.mark.es
+def test_a_failed_ann_check_is_recorded_not_fatal(es_node, es_prefix, monkeypatch) -> None:  # noqa: ANN001
+    import embedarena.evaluation.runner as runner
+    from embedarena.errors import SearchBackendError
+
+    client, target = es_node.client, Target([es_node.url], "basic", False)
+    emb = BigramEmbedder(dim=16)
+    Builder(client, target).build_dense(f"{es_prefix}h", "m", emb, Corpus.from_labels(LABELS),
+                                        IndexOptions(type="hnsw"))
+
+    def boom(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        raise SearchBackendError("vectors are not in _source")
+
+    monkeypatch.setattr(runner, "fetch_vectors", boom)
+    qs = QuerySet("q", [Query("1", "label ak", {"label ak": 1.0})])
+    run = run_dense(client, target, f"{es_prefix}h", "m", emb, qs, k=5)
+    assert run.results[0].retrieved and run.meta["ann_check"]["overlap"] is None
+    assert "not in _source" in run.meta["ann_check"]["error"]

@@ -86,13 +86,15 @@ class Comparison:
     def ann_column(self, query_set: str) -> str | None:
         """`ann@k` when some run of this query set has an ANN check, else None."""
         ks = sorted({int(r.ann.get("k", 0)) for r in self._rows.values()
-                     if r.query_set == query_set and r.ann and r.ann.get("overlap") is not None})
+                     if r.query_set == query_set and r.ann})
         return f"ann@{ks[-1]}" if ks else None
 
     def ann_value(self, model: str, query_set: str) -> str:
         row = self._rows.get((model, query_set))
-        if row is None or not row.ann or row.ann.get("overlap") is None:
+        if row is None or not row.ann:
             return ""
+        if row.ann.get("overlap") is None:
+            return "n/a"  # the check could not run (its error is in the run's meta.json)
         return f"{100 * float(row.ann['overlap']):.1f}"
 
     def __len__(self) -> int:

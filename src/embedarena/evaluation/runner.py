@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embedarena.data.types import QuerySet
+from embedarena.errors import SearchBackendError
 from embedarena.evaluation.run import QueryResult, Run
 from embedarena.indexer.analysis import get_chain
 from embedarena.indexer.build import check_compatible, index_meta, lexical_fingerprint
@@ -60,8 +61,6 @@ def run_dense(client: Elasticsearch, target: Target, alias: str, model: str,
     with es_errors(target, f"index {alias}"):
         meta = index_meta(client, alias)
     if meta is None:
-        from embedarena.errors import SearchBackendError
-
         raise SearchBackendError(f"no index '{alias}' at {target.display}: build it first "
                                  "with `embedarena index build`")
     check_compatible(meta, embedder.fingerprint, alias, corpus_sha)
@@ -80,9 +79,13 @@ def run_dense(client: Elasticsearch, target: Target, alias: str, model: str,
     })
     index_type = str((meta.get("index_options") or {}).get("type", ""))
     if check_ann and index_type in ANN_TYPES and len(queries):
-        run.meta["ann_check"] = ann_check(
-            client, target, meta["index"], vectors, [[h.doc_id for h in hs] for hs in hits], k,
-            str(meta.get("similarity") or "cosine"))
+        try:
+            run.meta["ann_check"] = ann_check(
+                client, target, meta["index"], vectors, [[h.doc_id for h in hs] for hs in hits],
+                k, str(meta.get("similarity") or "cosine"))
+        except SearchBackendError as e:
+            # the run itself is fine; the missing check is recorded and shown as n/a
+            run.meta["ann_check"] = {"k": k, "overlap": None, "error": str(e)}
     return run
 
 
@@ -93,8 +96,6 @@ def run_bm25(client: Elasticsearch, target: Target, alias: str, model: str, anal
     with es_errors(target, f"index {alias}"):
         meta = index_meta(client, alias)
     if meta is None:
-        from embedarena.errors import SearchBackendError
-
         raise SearchBackendError(f"no index '{alias}' at {target.display}: build it first")
     check_compatible(meta, lexical_fingerprint(analyzer), alias, corpus_sha)
     chain = get_chain(analyzer)
