@@ -111,6 +111,17 @@ def test_each_chain_builds_and_searches_or_names_the_missing_module(
         # ES really holds jieba's words: a term query on one word finds the document
         hits = client.search(index=alias, query={"term": {SEGMENTED_FIELD: "营业执照"}})
         assert hits["hits"]["total"]["value"] == 1
+        # and ES's own view of both sides equals the chain's tokens: the indexed terms of a
+        # document (term vectors) and the analysed query text
+        from embedarena.indexer.build import doc_uid
+
+        doc = "营业执照办理"
+        tv = client.termvectors(index=alias, id=doc_uid(doc), fields=[SEGMENTED_FIELD])
+        terms = tv["term_vectors"][SEGMENTED_FIELD]["terms"]
+        assert sorted(terms) == sorted(set(chain.tokenize(doc)))
+        q = "营业执照怎么办理"
+        seen = client.indices.analyze(index=alias, field=SEGMENTED_FIELD, text=chain.segment(q))
+        assert [t["token"] for t in seen["tokens"]] == chain.tokenize(q)
 
 
 @pytest.mark.es
