@@ -38,6 +38,14 @@ def test_chains_are_registered_and_unknown_names_pass_through() -> None:
         get_chain("two words")
 
 
+def test_bigram_tokens_follow_cjk_bigram() -> None:
+    from embedarena.indexer.analysis import bigram_tokens
+
+    assert bigram_tokens("甲状腺结节") == ["甲状", "状腺", "腺结", "结节"]
+    assert bigram_tokens("癌 SSD硬盘500GB，") == ["癌", "ssd", "硬盘", "500gb"]
+    assert bigram_tokens("ＴＥＳＴ") == ["test"]
+
+
 def test_standard_fingerprint_is_unchanged_and_chains_differ() -> None:
     import hashlib
 
@@ -51,7 +59,7 @@ def test_standard_fingerprint_is_unchanged_and_chains_differ() -> None:
     "我有胆管炎能买保险吗", "营业执照快到期了怎么办理", "ＨＥＬＬＯ World，甲状腺结节<br>怎么办？",
     "  ", "硬盘 SSD 500GB 多少钱",
 ])
-@pytest.mark.parametrize("name", ["jieba", "jieba-search"])
+@pytest.mark.parametrize("name", ["jieba", "jieba-search", "bigram"])
 def test_jieba_same_tokens_at_index_and_query_time(name: str, text: str) -> None:
     """The document path (Builder action) and the query path (runner) use one function; the
     tokens ES sees on both sides are the same, whatever side the text arrives on."""
@@ -84,7 +92,7 @@ def test_capabilities_are_read_from_the_node(es_node) -> None:  # noqa: ANN001
 
 
 @pytest.mark.es
-@pytest.mark.parametrize("name", ["standard", "cjk-bigram", "jieba", "jieba-search"])
+@pytest.mark.parametrize("name", ["standard", "cjk-bigram", "jieba", "jieba-search", "bigram"])
 def test_each_chain_builds_and_searches_or_names_the_missing_module(
         es_node, es_prefix, name: str) -> None:  # noqa: ANN001
     client, target = es_node.client, _target(es_node)
@@ -108,8 +116,9 @@ def test_each_chain_builds_and_searches_or_names_the_missing_module(
     assert run.results[1].retrieved[0] == "营业执照办理"
     assert run.meta["analysis"]["chain"] == name
     if chain.client_side:
-        # ES really holds jieba's words: a term query on one word finds the document
-        hits = client.search(index=alias, query={"term": {SEGMENTED_FIELD: "营业执照"}})
+        # ES really holds the chain's terms: a term query on one finds the document
+        word = "营业执照" if name.startswith("jieba") else "执照"
+        hits = client.search(index=alias, query={"term": {SEGMENTED_FIELD: word}})
         assert hits["hits"]["total"]["value"] == 1
         # and ES's own view of both sides equals the chain's tokens: the indexed terms of a
         # document (term vectors) and the analysed query text

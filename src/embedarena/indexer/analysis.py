@@ -10,6 +10,9 @@ Chinese has no spaces, so the chain decides what BM25 can match:
                    *and* query time, into a field with ES's `whitespace` analyzer (in core, so
                    it works on a minimal node and on any user cluster).
 `jieba-search`     jieba's search mode: words plus their in-dictionary sub-words (more recall).
+`bigram`           overlapping CJK character pairs (a lone CJK character stays a unigram) and
+                   lower-cased words elsewhere, made client-side: what `cjk-bigram` does, on
+                   nodes without analysis-common.
 =================  ==========================================================================
 
 Any other name is passed to ES as a built-in analyzer (`whitespace`, `simple`, `english`, ...)
@@ -135,6 +138,28 @@ def _jieba_search(text: str) -> list[str]:
     return jieba_tokens(text, search_mode=True)
 
 
+# CJK radicals/punctuation block start, kana, bopomofo, CJK ideographs (+ext. A, compat.), hangul
+_CJK = (r"\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31bf\u3400-\u4dbf\u4e00-\u9fff"
+        r"\uf900-\ufaff\uac00-\ud7af")
+_CJK_RUN = f"[{_CJK}]+"
+_WORD = f"[^\\W{_CJK}]+"  # word characters that are not CJK
+
+
+def bigram_tokens(text: str) -> list[str]:
+    """CJK runs → overlapping character pairs (a one-character run stays whole); other text →
+    its words. After `normalise`, like ES's `cjk_width` + `lowercase` + `cjk_bigram`."""
+    import re
+
+    out: list[str] = []
+    for m in re.finditer(f"{_CJK_RUN}|{_WORD}", normalise(text)):
+        tok = m.group(0)
+        if re.fullmatch(_CJK_RUN, tok):
+            out.extend(tok[i:i + 2] for i in range(max(1, len(tok) - 1)))
+        else:
+            out.append(tok)
+    return out
+
+
 # -- registry --------------------------------------------------------------------------------
 CJK_BIGRAM_SETTINGS: dict[str, Any] = {
     "analysis": {"analyzer": {"cjk_bigram_chain": {
@@ -164,6 +189,9 @@ register_chain(AnalysisChain(
 register_chain(AnalysisChain(
     "jieba-search", "jieba search mode (words + sub-words), client-side; any node",
     "whitespace", tokenize=_jieba_search, version="1"))
+register_chain(AnalysisChain(
+    "bigram", "CJK character pairs + words, client-side (cjk-bigram without analysis-common)",
+    "whitespace", tokenize=bigram_tokens, version="1"))
 
 
 def chain_names() -> list[str]:
@@ -188,7 +216,7 @@ def chain_fingerprint(chain: AnalysisChain) -> str:
     if chain.name == chain.analyzer and not chain.settings and not chain.client_side:
         payload = f"bm25|{chain.analyzer}"
     else:
-        extra = {"jieba": jieba_version()} if chain.client_side else {}
+        extra = {"jieba": jieba_version()} if chain.name.startswith("jieba") else {}
         payload = "bm25|" + json.dumps({**chain.fingerprint_payload(), **extra},
                                        sort_keys=True, ensure_ascii=False)
     return "bm25:" + hashlib.sha256(payload.encode()).hexdigest()
