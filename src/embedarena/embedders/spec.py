@@ -11,8 +11,8 @@ or an inline string:
 `openai:text-embedding-3-small[@N]`    OpenAI, or any OpenAI-compatible endpoint
 `langchain:package.module:factory`     a LangChain `Embeddings` built by a factory
 `bm25` / `bm25:<chain>`                lexical baseline, built by the indexer itself; chains:
-                                       standard, cjk-bigram, jieba, jieba-search (or any ES
-                                       built-in analyzer name)
+                                       standard, cjk-bigram, jieba, jieba-search, bigram
+                                       (or any ES built-in analyzer name)
 =====================================  ======================================================
 
 A hybrid row is a mapping only: `{name: hyb, hybrid: [bm25-jieba, minilm], fusion: rrf}`
@@ -118,8 +118,8 @@ class ModelSpec(BaseModel):
 
 class BM25Spec(ModelSpec):
     """`type: bm25`: lexical baseline; the indexer builds a text index with this analysis
-    chain (`embedarena.indexer.analysis`: standard, cjk-bigram, jieba, jieba-search, or any
-    ES built-in analyzer name). `chain` is accepted as another name for `analyzer`."""
+    chain (`embedarena.indexer.analysis`: standard, cjk-bigram, jieba, jieba-search, bigram,
+    or any ES built-in analyzer name). `chain` is accepted as another name for `analyzer`."""
 
     type: Literal["bm25"] = "bm25"
     analyzer: str = Field(default="standard", validation_alias=AliasChoices("analyzer", "chain"))
