@@ -105,3 +105,43 @@ def test_calibrate_refuses_dev_equal_to_test(tmp_path: Path) -> None:
         "calibrate", str(tmp_path / "dev"), "--dev", str(tmp_path / "dev")])
     assert res.exit_code != 0
     assert "both the dev and the test" in str(res.exception)
+
+
+@pytest.mark.es
+def test_calibrate_searches_a_dev_query_file_with_the_runs_model(es_node, es_prefix,
+                                                                 tmp_path: Path,
+                                                                 monkeypatch) -> None:  # noqa: ANN001
+    """--dev QUERIES: each test run's model (from its meta) searches the dev file; gold that is
+    not in --corpus marks a no-match query."""
+    from embedarena import pipeline as pl
+    from embedarena.cli.calibrate import register
+    from embedarena.data.types import Corpus, Query, QuerySet
+    from embedarena.experiment import IndexConfig
+    from embedarena.indexer.es import Target
+
+    for k, v in es_node.env.items():
+        monkeypatch.setenv(k, v)
+    (tmp_path / "labels.json").write_text(json.dumps(LABELS, ensure_ascii=False), "utf-8")
+    client, target = es_node.client, Target([es_node.url], "basic", False)
+    handle = pl.prepare_model("bm25", es_prefix)
+    corpus = Corpus.from_labels(LABELS)
+    pl.build_index(client, target, handle, corpus, pl.index_options(IndexConfig()))
+    test_q = QuerySet("t", [Query(f"t{i}", f"{lab}怎么治疗", {lab: 1.0})
+                            for i, lab in enumerate(LABELS[:6])]
+                      + [Query("tn", "今天天气怎么样", {"天气": 1.0})])
+    run = pl.evaluate_model(client, target, handle, test_q, 5)
+    run.save(tmp_path / "test" / "bm25")
+    with (tmp_path / "dev.jsonl").open("w", encoding="utf-8") as f:
+        for lab in LABELS[6:]:
+            f.write(json.dumps({"query": f"得了{lab}还能工作吗", "pos": [lab]},
+                               ensure_ascii=False) + "\n")
+        for q in ("明天会下雨吗", "附近有什么好吃的"):
+            f.write(json.dumps({"query": q, "pos": ["不在标签里"]}, ensure_ascii=False) + "\n")
+    res = CliRunner().invoke(_app(register), [
+        "calibrate", str(tmp_path / "test"), "--dev", str(tmp_path / "dev.jsonl"),
+        "--corpus", str(tmp_path / "labels.json"), "--k", "1"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "test" / "calibration.json").read_text("utf-8"))
+    m = data["models"][0]
+    assert m["model"] == "bm25" and m["dev_queries"] == len(LABELS) - 6 + 2
+    assert m["dev"]["n_no_match"] == 2 and m["test"]["n_no_match"] == 1
