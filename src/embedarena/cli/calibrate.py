@@ -47,7 +47,8 @@ def _dev_run_by_search(test: Run, dev_file: Path, depth: int) -> Run:
 
 
 def calibrate_cmd(
-    run_dir: Path = typer.Argument(..., exists=True, help="Test run directory, or a folder of "
+    run_dir: Path = typer.Argument(..., exists=True, metavar="RUN_DIR",
+                                   help="Test run directory, or a folder of "
                                    "them (one per model, as `embedarena run` writes)."),
     dev: Path = typer.Option(..., "--dev", exists=True, help="Dev data with no-match queries: "
                              "run directory/folder of the same models, or a query file (then "

@@ -31,7 +31,7 @@ def _hybrid_entry(models: list[Any], name: str | None) -> Any:
 
 
 def tune_fusion_cmd(
-    experiment: Path = typer.Argument(..., exists=True, dir_okay=False,
+    experiment: Path = typer.Argument(..., exists=True, dir_okay=False, metavar="EXPERIMENT",
                                       help="Experiment YAML with a hybrid model entry."),
     hybrid: str | None = typer.Option(None, "--hybrid", "-H", help="Which hybrid entry (needed "
                                       "when the experiment has several)."),
