@@ -17,8 +17,10 @@ from embedarena.cli import data as data_cmd
 from embedarena.cli import es as es_cmd
 from embedarena.cli import evaluate as eval_cmd
 from embedarena.cli import index as index_cmd
+from embedarena.cli import mine as mine_cmd
 from embedarena.cli import report as report_cmd
 from embedarena.cli import run as run_cmd
+from embedarena.cli import train as train_cmd
 from embedarena.cli import tune as tune_cmd
 from embedarena.cli.console import err_console
 from embedarena.errors import EmbedarenaError
@@ -59,6 +61,8 @@ run_cmd.register(app)
 tune_cmd.register(app)
 calibrate_cmd.register(app)
 report_cmd.register(app)
+mine_cmd.register(app)
+train_cmd.register(app)
 
 
 def main() -> None:
