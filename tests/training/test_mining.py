@@ -151,3 +151,28 @@ def test_t2rank_mining_drops_the_pos_neg_collisions(shared_data: Path) -> None:
     assert len(out) == len(rows)
     assert all(not set(e.neg) & gold[e.query] for e in out)
     assert stats.negatives_written == sum(len(e.neg) for e in out)
+
+
+@pytest.mark.es
+@pytest.mark.parametrize("dense", [False, True])
+def test_mining_against_elasticsearch(es_node, es_prefix: str, tiny_encoder: Path,  # noqa: ANN001
+                                      monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                      dense: bool) -> None:
+    for k, v in {**es_node.env, "EMBEDARENA_HOME": str(tmp_path / "home")}.items():
+        monkeypatch.setenv(k, v)
+    model: object = {"name": "tiny", "type": "hf", "path": str(tiny_encoder),
+                     "progress": False} if dense else "bm25"
+    rows = _label_rows()
+    cfg = MineConfig(model=model, range_for_sampling=(0, 12), negative_number=12,
+                     backend="es", index_prefix=es_prefix)
+    out, stats = mine(rows, cfg, pool=LABELS)
+    assert "Elasticsearch" in stats.backend
+    for ex in out:
+        gold = {p for r in rows if r.query == ex.query for p in r.pos}
+        assert not set(ex.neg) & gold
+    if dense:  # knn fills the depth: every non-gold label comes back
+        assert all(len(ex.neg) == len(LABELS) - 2 for ex in out)
+        inproc, _ = mine(rows, MineConfig(model=model, range_for_sampling=(0, 12),
+                                          negative_number=12, backend="torch", use_gpu=False,
+                                          cache=False), pool=LABELS)
+        assert [sorted(e.neg) for e in inproc] == [sorted(e.neg) for e in out]

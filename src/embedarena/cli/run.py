@@ -55,6 +55,11 @@ def run_cmd(
                               "labels missing from the corpus; they count as misses")
     client, target = connect()
     es_version = server_version(client, target)
+    from embedarena.training.finetune import expand_finetune_entries
+
+    exp.models = expand_finetune_entries(exp.models, experiment.resolve().parent, out_dir,
+                                         log=err_console.print, console=err_console,
+                                         only=only or None)
     raw_models = list(exp.models)
     pl.check_hybrids(raw_models)
     if only:

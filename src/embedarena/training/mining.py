@@ -69,6 +69,8 @@ class MineConfig:
     backend: Backend = "auto"
     use_gpu: bool = True
     cache: bool = True
+    #: Alias prefix of the Elasticsearch index over the pool (backend `es`).
+    index_prefix: str = "embedarena-mine-"
 
     def check(self) -> None:
         if self.negative_number < 1:
@@ -300,7 +302,7 @@ def _search_es(cfg: MineConfig, queries: list[str], pool: list[str], depth: int,
     ids = [passage_id(t) for t in pool]
     corpus = Corpus(ids, pool, source="mining candidate pool")
     client, target = connect()
-    handle = pl.prepare_model(cfg.model, prefix="embedarena-mine-", cache=cfg.cache)
+    handle = pl.prepare_model(cfg.model, prefix=cfg.index_prefix, cache=cfg.cache)
     built = pl.build_index(client, target, handle, corpus, pl.IndexOptions(type="flat"))
     qs = QuerySet("mine", [Query(str(n), cfg.query_instruction + q, {})
                            for n, q in enumerate(queries)])
