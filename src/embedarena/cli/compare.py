@@ -62,7 +62,7 @@ def compare_cmd(
     comparison = Comparison()
     # table titles say how many queries were scored and how many had no relevant gold
     for label, (_, run, result) in zip(labels, loaded, strict=True):
-        comparison.add(label, run.query_set, result)
+        comparison.add(label, run.query_set, result, ann=run.meta.get("ann_check"))
     console.print(comparison.to_rich_table())
     if out is not None:
         for p in comparison.save(out):

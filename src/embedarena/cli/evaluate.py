@@ -89,7 +89,7 @@ def eval_cmd(
             run_dir = out if len(model) == 1 else out / handle.alias.removeprefix(prefix)
             run.save(run_dir)
             result.save(run_dir / "metrics.json")
-            comparison.add(handle.name, qs.name, result)
+            comparison.add(handle.name, qs.name, result, ann=run.meta.get("ann_check"))
             err_console.print(f"wrote {run_dir}")
     console.print(comparison.to_rich_table())
 

@@ -78,6 +78,9 @@ def build(
     with pl.progress_bar() as progress:
         for raw in raw_models:
             handle = pl.prepare_model(raw, icfg.prefix, cache=not no_cache)
+            if handle.hybrid:
+                console.print(f"{handle.name}: hybrid row, searches its members' indexes")
+                continue
             res = pl.build_index(client, target, handle, docs, opts, force=force,
                                  keep_old=keep_old, progress=progress)
             if res.reused:

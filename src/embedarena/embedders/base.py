@@ -184,8 +184,8 @@ def embedder_types() -> list[str]:
 
 
 def model_types() -> list[str]:
-    """Every valid `type:` of a model entry: embedders plus lexical types (sorted)."""
-    return sorted({*embedder_types(), *LEXICAL_TYPES})
+    """Every valid `type:` of a model entry: embedders, lexical types and `hybrid` (sorted)."""
+    return sorted({*embedder_types(), *LEXICAL_TYPES, "hybrid"})
 
 
 def spec_class_for(type_name: str) -> type[ModelSpec]:
