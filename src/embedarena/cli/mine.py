@@ -53,14 +53,18 @@ def mine_cmd(
                      query_instruction=query_instruction, seed=seed, margin=margin,
                      backend=backend,  # type: ignore[arg-type]
                      use_gpu=not cpu, cache=not no_cache)
-    err_console.print(f"mining {input} with {model} …")
+    from rich.markup import escape
+
+    err_console.print(f"mining {escape(str(input))} with {escape(model)} …")
     stats = mine_file(input, output, cfg)
-    table = Table(title=f"mined {output}", show_header=False)
+    table = Table(title=f"mined {escape(str(output))}", show_header=False)
     for k, v in stats.table():
         table.add_row(k, v)
     console.print(table)
+    from rich.markup import escape
+
     for note in stats.notes:
-        err_console.print(f"input: {note}")
+        err_console.print(f"input: {escape(note)}")
     if stats.rows_without_negatives:
         err_console.print(f"[yellow]warning:[/] {stats.rows_without_negatives} rows got no "
                           "negative (widen --range-for-sampling or use a larger pool)")

@@ -157,7 +157,7 @@ def _make_trainer_class() -> type:
     """The Trainer subclass (built lazily: transformers is heavy and optional)."""
     from transformers import Trainer
 
-    class EmbedderTrainer(Trainer):  # type: ignore[misc]
+    class EmbedderTrainer(Trainer):
         """`Trainer` whose loss is InfoNCE over query/passage groups; saves ST files too."""
 
         def __init__(self, *args: Any, loss_fn: Any, pooling: str, normalize: bool,
@@ -211,6 +211,8 @@ def _make_trainer_class() -> type:
             with torch.enable_grad():
                 loss = self.loss_fn(q, p, group, *extra)
                 loss.backward()
+            if q.grad is None or p.grad is None:
+                raise RuntimeError("the loss did not reach the cached embeddings")
             grads = [q.grad, p.grad]
             trainer = self
 
@@ -239,7 +241,7 @@ def _make_trainer_class() -> type:
 
         def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
             super()._save(output_dir, state_dict)
-            self.st_files(Path(output_dir or self.args.output_dir))
+            self.st_files(Path(str(output_dir or self.args.output_dir)))
 
     return EmbedderTrainer
 
@@ -282,7 +284,7 @@ def _world_rank() -> tuple[int, int]:
 def _progress_callback(console: Any) -> Any:
     from transformers import TrainerCallback
 
-    class RichProgress(TrainerCallback):  # type: ignore[misc]
+    class RichProgress(TrainerCallback):
         """One rich bar for the run (main process only), with the latest loss."""
 
         def __init__(self) -> None:
@@ -331,7 +333,7 @@ def _progress_callback(console: Any) -> Any:
 def _epoch_callback(dataset: Any) -> Any:
     from transformers import TrainerCallback
 
-    class EpochSeed(TrainerCallback):  # type: ignore[misc]
+    class EpochSeed(TrainerCallback):
         def on_epoch_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             dataset.set_epoch(int(math.floor((state.epoch or 0.0) + 1e-6)))
 
@@ -396,8 +398,10 @@ def train_embedder(cfg: TrainConfig, console: Any = None,
     pooling = cfg.pooling or (layout.pooling if layout.pooling in ("cls", "mean") else "cls")
     out = Path(cfg.output_dir)
     examples, notes = load_training_data(cfg.train)
+    from rich.markup import escape  # data and paths may contain [brackets]
+
     for n in notes:
-        say(n)
+        say(escape(n))
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # our rich bar is the only one
     try:
@@ -411,7 +415,7 @@ def train_embedder(cfg: TrainConfig, console: Any = None,
     report = vocab_report(tok, texts)
     vocab_before = {"tokens": report.tokens, "unknown": report.unknown,
                     "share": round(report.share, 4)}
-    say("vocabulary: " + report.summary())
+    say("vocabulary: " + escape(report.summary()))
     added = 0
     resuming = cfg.resume_from_checkpoint is not None
     if report.blind and not cfg.extend_vocab and not resuming:
