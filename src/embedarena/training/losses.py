@@ -52,13 +52,13 @@ class _GatherWithGrad(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, t: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, t: torch.Tensor) -> torch.Tensor:
         out, offset = gather_nograd(t)
         ctx.offset, ctx.n = offset, t.shape[0]
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         return grad[ctx.offset:ctx.offset + ctx.n]

@@ -207,7 +207,7 @@ def dense_search(queries: np.ndarray, docs: np.ndarray, k: int, backend: str = "
     if backend in ("auto", "faiss") and faiss_available():
         import faiss
 
-        index = faiss.IndexFlatIP(docs.shape[1])
+        index: Any = faiss.IndexFlatIP(docs.shape[1])
         where = "faiss-cpu"
         if use_gpu and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
             index = faiss.index_cpu_to_all_gpus(index)
@@ -226,9 +226,9 @@ def dense_search(queries: np.ndarray, docs: np.ndarray, k: int, backend: str = "
     for start in range(0, queries.shape[0], 1024):
         q = torch.from_numpy(np.ascontiguousarray(queries[start:start + 1024],
                                                   dtype=np.float32)).to(dev)
-        s, i = torch.topk(q @ d.T, k, dim=1)
-        out_s.append(s.cpu().numpy())
-        out_i.append(i.cpu().numpy())
+        top = torch.topk(q @ d.T, k, dim=1)
+        out_s.append(top.values.cpu().numpy())
+        out_i.append(top.indices.cpu().numpy())
     return np.concatenate(out_s), np.concatenate(out_i), f"torch-{dev}"
 
 
