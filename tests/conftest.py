@@ -29,7 +29,7 @@ def make_tiny_bert(path: Path, seed: int = 0, hidden: int = 32) -> Path:
     English and Chinese tests produce real (if meaningless) embeddings.
     """
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizer
 
     path.mkdir(parents=True, exist_ok=True)
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -40,7 +40,10 @@ def make_tiny_bert(path: Path, seed: int = 0, hidden: int = 32) -> Path:
     extra_cjk = list("甲状腺结节癌胆管炎胰囊肿宫颈上皮内瘤变子肌高血压糖尿病肝硬化乳头性保险")
     vocab = specials + ascii_tokens + [c for c in dict.fromkeys(cjk + extra_cjk)]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    # transformers 5: BertTokenizerFast(vocab_file=...) ignores the file (5-token vocab, all
+    # [UNK]); BertTokenizer(vocab=...) reads it.
+    tok = BertTokenizer(vocab=str(path / "vocab.txt"), do_lower_case=True)
+    assert tok.convert_tokens_to_ids("甲") != tok.unk_token_id, "tiny tokenizer lost its vocab"
     tok.save_pretrained(path)
     torch.manual_seed(seed)
     cfg = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=2,

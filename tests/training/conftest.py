@@ -11,16 +11,8 @@ from tests.conftest import make_tiny_bert
 
 
 def make_tiny_encoder(path: Path, seed: int = 0, hidden: int = 32) -> Path:
-    """`make_tiny_bert`, with the tokenizer rebuilt from vocab.txt.
-
-    Under transformers 5, `BertTokenizerFast(vocab_file=...)` ignores the file and saves a
-    5-token vocabulary (every word becomes [UNK]); `BertTokenizer(vocab=...)` reads it.
-    """
-    from transformers import BertTokenizer
-
+    """`make_tiny_bert` with dropout off."""
     make_tiny_bert(path, seed=seed, hidden=hidden)
-    tok = BertTokenizer(vocab=str(path / "vocab.txt"), do_lower_case=True)
-    tok.save_pretrained(path)
     cfg = json.loads((path / "config.json").read_text())
     # Dropout off: tests compare gradients and embeddings across runs and processes.
     cfg["hidden_dropout_prob"] = 0.0

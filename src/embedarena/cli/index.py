@@ -59,7 +59,13 @@ def build(
         csrc = exp.corpus
         csrc.skip_bad = csrc.skip_bad or skip_bad
         icfg = exp.index
-        raw_models: list[object] = list(exp.models)
+        from embedarena.training.finetune import expand_finetune_entries
+
+        assert exp.out is not None  # load_experiment always sets it
+        # `finetune:` entries become the hf entry of their trained model (trained if needed)
+        raw_models: list[object] = expand_finetune_entries(
+            list(exp.models), experiment.resolve().parent, exp.out, log=err_console.print,
+            console=err_console, only=list(model) or None)
         if model:
             raw_models = _select(raw_models, model)
     else:
