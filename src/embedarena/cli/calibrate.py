@@ -82,15 +82,11 @@ def calibrate_cmd(
 
     Example: embedarena calibrate runs/exp/test --dev runs/exp/dev --k 1,5
     """
+    from embedarena.cli.evaluate import parse_ks
     from embedarena.evaluation.calibrate import calibrate
     from embedarena.pipeline import save_json
 
-    try:
-        cut = sorted({int(x) for x in ks.split(",") if x.strip()})
-    except ValueError:
-        raise ConfigError(f"--k takes comma-separated integers, got {ks!r}") from None
-    if not cut or cut[0] < 1:
-        raise ConfigError("--k needs positive cutoffs, e.g. --k 1,2,5")
+    cut = parse_ks(ks)
     corpus_ids = None
     if corpus is not None:
         from embedarena.data.readers import load_corpus

@@ -10,14 +10,20 @@ from embedarena.cli.console import console, err_console
 from embedarena.errors import ConfigError
 
 
-def metrics_from_ks(ks: str, extra: str | None) -> list[str]:
-    """`--k 1,2,5` → precise/hit/recall at each k, plus mrr/map/ndcg at the largest k."""
+def parse_ks(ks: str) -> list[int]:
+    """`--k 1,2,5` → [1, 2, 5] (sorted, unique, positive), or a clear error."""
     try:
         cut = sorted({int(x) for x in ks.split(",") if x.strip()})
     except ValueError:
         raise ConfigError(f"--k takes comma-separated integers, got {ks!r}") from None
     if not cut or cut[0] < 1:
         raise ConfigError("--k needs positive cutoffs, e.g. --k 1,2,5")
+    return cut
+
+
+def metrics_from_ks(ks: str, extra: str | None) -> list[str]:
+    """`--k 1,2,5` → precise/hit/recall at each k, plus mrr/map/ndcg at the largest k."""
+    cut = parse_ks(ks)
     names = [f"{m}@{k}" for m in ("precise", "hit", "recall") for k in cut]
     top = cut[-1]
     names += [f"mrr@{top}", f"map@{top}", f"ndcg@{top}"]

@@ -295,18 +295,9 @@ def _progress_callback(console: Any) -> Any:
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if not state.is_world_process_zero:
                 return
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from embedarena.pipeline import progress_bar
 
-            self.bar = Progress(TextColumn("[progress.description]{task.description}"),
-                                BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                TimeRemainingColumn(), console=console)
+            self.bar = progress_bar(console)
             self.bar.start()
             self.task = self.bar.add_task("train", total=state.max_steps,
                                           completed=state.global_step)
