@@ -21,7 +21,8 @@ def test_version() -> None:
 def test_help_lists_command_groups() -> None:
     p = _run("--help")
     assert p.returncode == 0
-    for cmd in ("es", "data", "index", "eval", "compare", "run"):
+    for cmd in ("es", "data", "index", "eval", "compare", "run", "report", "mine", "train",
+                "tune-fusion", "calibrate"):
         assert f" {cmd} " in p.stdout, cmd
 
 
