@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,18 +26,23 @@ def _cfg(model: Path, train: Path, out: Path, **kw: object) -> TrainConfig:
     return TrainConfig(**base)  # type: ignore[arg-type]
 
 
-def test_loss_decreases_on_a_fixed_batch(tiny_encoder: Path) -> None:
+def _toy_model_and_batch(tiny_encoder: Path) -> tuple[Any, dict[str, Any]]:
+    """The tiny encoder and one collated batch of 8 toy queries, 3 passages each."""
     from transformers import AutoModel, AutoTokenizer
 
     from embedarena.data.readers import TrainExample
 
-    torch.manual_seed(0)
     rows = [TrainExample(r["query"], r["pos"], r["neg"])  # type: ignore[arg-type]
             for r in toy_rows(8)]
     tok = AutoTokenizer.from_pretrained(tiny_encoder)
     model = AutoModel.from_pretrained(tiny_encoder)
     ds = GroupDataset(rows, train_group_size=3)
-    batch = GroupCollator(tok, 32, 32)([ds[i] for i in range(len(ds))])
+    return model, GroupCollator(tok, 32, 32)([ds[i] for i in range(len(ds))])
+
+
+def test_loss_decreases_on_a_fixed_batch(tiny_encoder: Path) -> None:
+    torch.manual_seed(0)
+    model, batch = _toy_model_and_batch(tiny_encoder)
     loss_fn = InfoNCELoss(temperature=0.05)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     losses = []
@@ -171,17 +177,9 @@ def test_cached_loss_gives_the_same_gradient(tiny_encoder: Path) -> None:
     """GradCache (chunks of 3) must produce the gradient of the plain loss on the full batch."""
     from types import SimpleNamespace
 
-    from transformers import AutoModel, AutoTokenizer
-
-    from embedarena.data.readers import TrainExample
     from embedarena.training.embedder import _make_trainer_class
 
-    rows = [TrainExample(r["query"], r["pos"], r["neg"])  # type: ignore[arg-type]
-            for r in toy_rows(8)]
-    tok = AutoTokenizer.from_pretrained(tiny_encoder)
-    model = AutoModel.from_pretrained(tiny_encoder)
-    ds = GroupDataset(rows, train_group_size=3)
-    batch = GroupCollator(tok, 32, 32)([ds[i] for i in range(len(ds))])
+    model, batch = _toy_model_and_batch(tiny_encoder)
     extra = (batch["passage_keys"], batch["query_gold"], batch["query_gold_mask"])
     loss_fn = InfoNCELoss(temperature=0.05)
 
