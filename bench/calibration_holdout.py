@@ -17,13 +17,10 @@ import argparse
 import random
 from pathlib import Path
 
-from embedarena import pipeline as pl
+from embedarena.arena import Arena
 from embedarena.data.datasets import split_queries
 from embedarena.data.types import Corpus, Query, QuerySet
-from embedarena.embedders.spec import HybridSpec, parse_model_spec
-from embedarena.evaluation.hybrid import run_hybrid
 from embedarena.experiment import load_experiment
-from embedarena.indexer.es import connect
 
 
 def holdout(corpus: Corpus, qs: QuerySet, share: float, seed: int
@@ -55,36 +52,20 @@ def main() -> None:
     args = ap.parse_args()
 
     exp = load_experiment(args.experiment)
-    corpus = pl.load_corpus_source(exp.corpus)
-    qs = pl.load_query_sources(exp.queries)[0]
-    corpus, qs, n_none = holdout(corpus, qs, args.holdout, args.seed)
+    exp.index.prefix = exp.index.prefix.rstrip("-") + "-cal-"
+    whole = Arena(exp)
+    assert whole.corpus is not None, "the experiment needs a corpus"
+    corpus, qs, n_none = holdout(whole.corpus, whole.query_sets[0], args.holdout, args.seed)
     dev, test = split_queries(qs, 1 - args.dev_fraction, args.seed)
     print(f"{len(corpus)} documents left; {n_none} of {len(qs)} queries have no answer; "
           f"dev {len(dev)} / test {len(test)}")
-    client, target = connect()
-    prefix = exp.index.prefix.rstrip("-") + "-cal-"
-    depth = pl.depth_for(exp.metrics, exp.depth)
-    handles, hybrids = {}, []
-    with pl.progress_bar() as progress:
-        for raw in exp.models:
-            spec = parse_model_spec(raw)
-            if isinstance(spec, HybridSpec):
-                hybrids.append(spec)
-                continue
-            h = pl.prepare_model(raw, prefix, cache=exp.cache)
-            pl.build_index(client, target, h, corpus, pl.index_options(exp.index),
-                           progress=progress)
-            handles[h.name] = h
+    arena = Arena(exp, corpus=corpus)  # every row over the reduced corpus
+    depth = exp.search_depth()
+    for name in exp.model_names:
+        row = arena.row(name)
+        arena.build(row)
         for split, part in (("dev", dev), ("test", test)):
-            for h in handles.values():
-                run = pl.evaluate_model(client, target, h, part, depth,
-                                        exp.index.num_candidates, corpus_sha=corpus.sha256(),
-                                        progress=progress)
-                run.save(args.out / split / h.name)
-            for spec in hybrids:
-                run = run_hybrid(client, target, spec, handles, part, depth,
-                                 exp.index.num_candidates, corpus_sha=corpus.sha256())
-                run.save(args.out / split / spec.name)
+            arena.search(row, part, depth).save(args.out / split / name)
     print(f"runs in {args.out}/dev and {args.out}/test")
 
 

@@ -21,9 +21,8 @@ def main(k: int = 10, repeats: int = 3) -> None:
     from langchain_elasticsearch import ElasticsearchStore
 
     from embedarena.data.datasets import load_dataset
-    from embedarena.embedders.base import create_embedder
     from embedarena.embedders.langchain import as_langchain
-    from embedarena.embedders.spec import parse_model_spec
+    from embedarena.embedders.registry import create_embedder
     from embedarena.evaluation.runner import run_dense
     from embedarena.indexer.build import Builder, IndexOptions
     from embedarena.indexer.es import connect
@@ -31,7 +30,7 @@ def main(k: int = 10, repeats: int = 3) -> None:
     corpus, sets = load_dataset("cranfield")
     queries = next(iter(sets.values()))
     client, target = connect()
-    emb = create_embedder(parse_model_spec("minilm"))
+    emb = create_embedder("minilm")
     alias = "embedarena-bench-minilm"
     Builder(client, target).build_dense(alias, "minilm", emb, corpus, IndexOptions())
     store = ElasticsearchStore(index_name=alias, embedding=as_langchain(emb), client=client)

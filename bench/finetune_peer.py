@@ -191,7 +191,7 @@ def main() -> None:
     if args.extend_vocab:
         from transformers import AutoModel, AutoTokenizer
 
-        from embedarena.training.embedder import write_st_files
+        from embedarena.embedders.st_format import write_st_files
         from embedarena.training.vocab import extend_vocab, new_tokens_for, vocab_report
 
         tok = AutoTokenizer.from_pretrained(base)
@@ -203,7 +203,7 @@ def main() -> None:
         start = work / "base+vocab"
         model.save_pretrained(start)
         tok.save_pretrained(start)
-        write_st_files(start, model.config.hidden_size, "mean", True, args.max_len, "", {})
+        write_st_files(start, model.config.hidden_size, "mean", True, args.max_len)
         print(f"vocabulary: {before.share:.1%} unknown; added {len(res.added)} tokens "
               f"→ {vocab_report(tok, texts).share:.1%} unknown", flush=True)
 

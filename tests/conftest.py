@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import sys
+import traceback
+import types
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -130,3 +138,99 @@ def es_prefix(es_node: ESNode, request: pytest.FixtureRequest):
     for name in client.indices.get(index=f"{prefix}*", expand_wildcards="all",
                                    allow_no_indices=True, ignore_unavailable=True):
         client.indices.delete(index=name, ignore_unavailable=True)
+
+
+# -- the command line, in this process ------------------------------------------------------
+class CliResult(NamedTuple):
+    """What `embedarena ARGS` did: its exit status and everything it wrote."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+@contextlib.contextmanager
+def _stderr_as_in_a_fresh_process() -> Iterator[None]:
+    """What a fresh `python -m embedarena` prints on stderr besides our own lines: warnings
+    under Python's default filters, and WARNING+ log records (logging's last-resort handler).
+    Under pytest both would be collected instead, and a "one line" check would not see them."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with warnings.catch_warnings():
+            warnings.resetwarnings()
+            warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                             ResourceWarning):
+                warnings.filterwarnings("ignore", category=category, append=True)
+            warnings.showwarning = (  # pytest records warnings; a process prints them
+                lambda message, category, filename, lineno, file=None, line=None:
+                sys.stderr.write(warnings.formatwarning(message, category, filename, lineno,
+                                                        line)))
+            yield
+    finally:
+        root.removeHandler(handler)
+
+
+def run_cli(capfd: pytest.CaptureFixture[str], args: tuple[object, ...],
+            env: Mapping[str, str | None] | None = None,
+            cwd: Path | None = None) -> CliResult:
+    """`embedarena ARGS` through the real entry point, `embedarena.cli.main()`, in this process:
+    sys.argv, the environment (a None value unsets a variable) and the working directory are
+    set for the call only; its SystemExit becomes the exit code, and an exception that escapes
+    main() is printed as Python would (a Traceback on stderr, exit 1); warnings and log
+    records reach stderr as in a fresh process. So "one line, no Traceback" assertions keep
+    their meaning. COLUMNS is 200 unless `env` says otherwise.
+    """
+    from embedarena.cli import main
+    from embedarena.cli.console import console, err_console
+
+    capfd.readouterr()  # drop whatever came before this call
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in {"COLUMNS": "200", **(env or {})}.items():
+            if v is None:
+                mp.delenv(k, raising=False)
+            else:
+                mp.setenv(k, v)
+        if cwd is not None:
+            mp.chdir(cwd)
+        mp.setattr(sys, "argv", ["embedarena", *map(str, args)])
+        # click names the program after `__main__` (`python -m pytest...` under pytest): a bare
+        # one makes usage lines read `embedarena ...`, as from the installed script
+        mp.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+        # The module-level consoles fixed their width at import (140 when piped); a user's
+        # COLUMNS=... embedarena leaves it unset so rich reads COLUMNS at each print.
+        for c in (console, err_console):
+            mp.setattr(c, "_width", None)
+        try:
+            with _stderr_as_in_a_fresh_process():
+                main()
+            code = 0
+        except SystemExit as e:
+            if e.code is None or isinstance(e.code, int):
+                code = e.code or 0
+            else:  # sys.exit("message"): printed, status 1
+                print(e.code, file=sys.stderr)
+                code = 1
+        except Exception:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+    out, err = capfd.readouterr()
+    return CliResult(code, out, err)
+
+
+@pytest.fixture
+def cli(capfd: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """`cli("eval", "--model", ..., env={...}, cwd=...)` runs `embedarena eval ...` in process
+    (see `run_cli`). Only tests/cli/test_smoke.py (one per command) and the torchrun test in
+    tests/training/test_ddp.py start the command as a subprocess."""
+
+    def call(*args: object, env: Mapping[str, str | None] | None = None,
+             cwd: Path | None = None) -> CliResult:
+        return run_cli(capfd, args, env=env, cwd=cwd)
+
+    return call

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -83,14 +81,14 @@ def test_secrets_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "key-that-must-not-leak" not in repr(s) + str(s) + s.model_dump_json()
 
 
-def test_status_output_shows_auth_kind_not_secret(tmp_path: Path) -> None:
-    env = {**os.environ, "EMBEDARENA_ES_URL": "http://127.0.0.1:1",
+def test_status_output_shows_auth_kind_not_secret(cli, tmp_path: Path) -> None:  # noqa: ANN001
+    """`embedarena es status` in process, through the real `main()`."""
+    env = {"EMBEDARENA_ES_URL": "http://127.0.0.1:1",
            "EMBEDARENA_ES_USERNAME": "elastic", "EMBEDARENA_ES_PASSWORD": "pw-never-shown-123",
            "EMBEDARENA_ES_MAX_RETRIES": "0", "EMBEDARENA_ES_REQUEST_TIMEOUT": "2",
            "HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "embedarena", "es", "status"], env=env,
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    proc = cli("es", "status", env=env, cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert "auth: basic" in out and "http://127.0.0.1:1" in out
     assert "pw-never-shown-123" not in out
-    assert proc.returncode == 6 and "cannot reach" in out and "Traceback" not in out
+    assert proc.code == 6 and "cannot reach" in out and "Traceback" not in out

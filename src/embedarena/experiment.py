@@ -13,7 +13,10 @@ models:
   - {name: minilm, type: hf, path: ./models/minilm}
 report: {baseline: bm25}              # optional: report.html/.xlsx/.md in <out>/report
 ```
-Relative paths are resolved against the experiment file's folder.
+Relative paths are resolved against the experiment file's folder. `models` are parsed once,
+here, into typed specs (`embedarena.specs`); a `finetune:` entry's base model is added when
+the list lacks it, and names, dependencies and the report baseline are checked before any
+work starts.
 """
 
 from __future__ import annotations
@@ -22,10 +25,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from embedarena.errors import ConfigError
 from embedarena.evaluation.report.model import ReportOptions
+from embedarena.evaluation.rows import parse_row_spec
+from embedarena.secrets import reject_secret_fields
+from embedarena.specs import ModelSpec, parse_spec
+from embedarena.training.finetune import FinetuneSpec
 
 
 class _Strict(BaseModel):
@@ -40,6 +57,8 @@ class CorpusSource(_Strict):
     text_field: str | None = None
     skip_bad: bool = Field(default=False, description="Count and skip bad records instead of "
                            "stopping at the first one.")
+    encoding: str | None = Field(default=None, description="CSV/TSV encoding (default: "
+                                 "detected: UTF-8, UTF-8 with BOM, GBK/GB18030).")
 
     @model_validator(mode="after")
     def _one_source(self) -> CorpusSource:
@@ -55,6 +74,7 @@ class QuerySource(_Strict):
     split: str | None = Field(default=None, description="Which query set of a dataset.")
     skip_bad: bool = Field(default=False, description="Count and skip bad records instead of "
                            "stopping at the first one.")
+    encoding: str | None = Field(default=None, description="TSV encoding (default: detected).")
 
     @model_validator(mode="after")
     def _one_source(self) -> QuerySource:
@@ -89,15 +109,19 @@ class IndexConfig(_Strict):
 
 
 class Experiment(_Strict):
+    _added_bases: list[tuple[str, str]] = PrivateAttr(default_factory=list)
+
     name: str
-    corpus: CorpusSource
-    queries: list[QuerySource]
+    corpus: CorpusSource | None = Field(default=None, description="The documents to index; "
+                                        "without it, every index must exist already.")
+    queries: list[QuerySource] = Field(default_factory=list, description="Query sets to "
+                                       "search; without any, a run only builds indexes.")
     metrics: list[str] = ["precise@1", "precise@2", "precise@5", "hit@5", "recall@5",
                           "mrr@5", "ndcg@5"]
-    depth: int | None = Field(default=None, description="How many hits to retrieve per query; "
-                              "default: the largest cutoff in metrics (at least 10).")
+    depth: int | None = Field(default=None, ge=1, description="How many hits to retrieve per "
+                              "query; default: the largest cutoff in metrics (at least 10).")
     index: IndexConfig = IndexConfig()
-    models: list[Any]
+    models: list[SerializeAsAny[ModelSpec]]
     out: Path | None = None
     cache: bool = True
     report: ReportOptions | None = Field(default=None, description="Write report.html/.xlsx/.md "
@@ -105,20 +129,87 @@ class Experiment(_Strict):
 
     @field_validator("queries")
     @classmethod
-    def _some_queries(cls, v: list[QuerySource]) -> list[QuerySource]:
-        if not v:
-            raise ValueError("at least one query set is needed")
+    def _unique_queries(cls, v: list[QuerySource]) -> list[QuerySource]:
         names = [q.display_name for q in v]
         if len(set(names)) != len(names):
             raise ValueError(f"query set names must be unique: {names}")
         return v
 
-    @field_validator("models")
+    @field_validator("models", mode="before")
     @classmethod
-    def _some_models(cls, v: list[Any]) -> list[Any]:
-        if not v:
+    def _parse_models(cls, v: Any, info: ValidationInfo) -> Any:
+        if not isinstance(v, list) or not v:
             raise ValueError("at least one model is needed")
-        return v
+        base = (info.context or {}).get("base_dir")
+        return [parse_model_entry(_abs_model_paths(Path(base), m) if base else m,
+                                  context=info.context) for m in v]
+
+    @model_validator(mode="after")
+    def _complete(self) -> Experiment:
+        """Add each fine-tune entry's base (to compare against), then check names,
+        dependencies and the report baseline: all before any work starts."""
+        models: list[ModelSpec] = []
+        names = {m.name for m in self.models}
+        for m in self.models:
+            if isinstance(m, FinetuneSpec) and m.base.name not in names:
+                models.append(m.base)
+                names.add(m.base.name)
+                self._added_bases.append((m.base.name, m.name))
+            models.append(m)
+        seen: dict[str, str] = {}
+        for m in models:
+            if m.name in seen:
+                raise ValueError(f"two models are named '{m.name}' ({seen[m.name]} and "
+                                 f"{m.type}); names key the index and the run directory, so "
+                                 "each must be unique")
+            seen[m.name] = m.type
+        by_name = {m.name: m for m in models}
+        for m in models:
+            for dep in m.depends_on():
+                if dep not in by_name:
+                    raise ValueError(f"model '{m.name}' needs '{dep}', which is not a model of "
+                                     f"this experiment; models: {', '.join(by_name)}")
+                if by_name[dep].depends_on():
+                    raise ValueError(f"model '{m.name}': member '{dep}' is itself a "
+                                     f"{by_name[dep].type}; list its members instead")
+        if self.report is not None and self.report.baseline is not None \
+                and self.report.baseline not in by_name:
+            raise ValueError(f"report.baseline '{self.report.baseline}' is not a model of this "
+                             f"experiment; models: {', '.join(by_name)}")
+        self.models = models
+        return self
+
+    def search_depth(self) -> int:
+        """How deep each query is searched: `depth`, else the largest cutoff among the
+        metrics (at least 10)."""
+        if self.depth is not None:
+            return self.depth
+        from embedarena.evaluation.metrics import parse_metrics
+
+        ks = [s.k for s in parse_metrics(self.metrics) if s.k is not None]
+        return max([10, *ks])
+
+    @property
+    def added_bases(self) -> list[tuple[str, str]]:
+        """(base, fine-tuned) pairs whose base model was added to the list."""
+        return list(self._added_bases)
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def model(self, name: str) -> ModelSpec:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise ConfigError(f"no model named '{name}' in the experiment; it has "
+                          f"{', '.join(self.model_names)}")
+
+
+def parse_model_entry(obj: Any, context: dict[str, Any] | None = None) -> ModelSpec:
+    """Any model entry of an experiment: an embedder, `bm25`, a hybrid, a fine-tune entry."""
+    parse_row_spec("bm25")  # loads every row kind (and the embedders) into the registry
+    return parse_spec(obj, context=context)
 
 
 def load_experiment(path: Path) -> Experiment:
@@ -134,39 +225,25 @@ def load_experiment(path: Path) -> Experiment:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: an experiment file is a mapping (name, corpus, queries, "
                           "models, ...)")
-    _reject_secrets(raw, path)
+    reject_secret_fields(raw, str(path), "Experiment files are committed, so keys come from "
+                         "the environment (e.g. AZURE_OPENAI_API_KEY) or a 0600 file")
+    base = path.resolve().parent
     try:
-        exp = Experiment.model_validate(raw)
+        exp = Experiment.model_validate(raw, context={"base_dir": base})
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"{path}: {loc}: {first['msg']}") from None
-    base = path.resolve().parent
-    if exp.corpus.path is not None:
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{path}: {loc + ': ' if loc else ''}{msg}") from None
+    except ConfigError as e:  # a model entry's own message (it names the model)
+        raise ConfigError(f"{path}: {e}") from None
+    if exp.corpus is not None and exp.corpus.path is not None:
         exp.corpus.path = _abs(base, exp.corpus.path)
     for q in exp.queries:
         if q.path is not None:
             q.path = _abs(base, q.path)
     exp.out = _abs(base, exp.out) if exp.out else base / "runs" / exp.name
-    exp.models = [_abs_model_paths(base, m) for m in exp.models]
     return exp
-
-
-SECRET_KEYS = {"api_key", "openai_api_key", "azure_api_key", "password", "key", "secret"}
-
-
-def _reject_secrets(obj: Any, path: Path, trail: str = "") -> None:
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if str(k).lower() in SECRET_KEYS:
-                raise ConfigError(
-                    f"{path}: '{trail}{k}' looks like a secret; experiment files are committed, "
-                    "so keys come from the environment (e.g. AZURE_OPENAI_API_KEY) or a 0600 file"
-                )
-            _reject_secrets(v, path, f"{trail}{k}.")
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            _reject_secrets(v, path, f"{trail}{i}.")
 
 
 def _abs(base: Path, p: Path) -> Path:

@@ -1,4 +1,4 @@
-"""The CLI shell: help, version, and staying light."""
+"""The CLI shell: help, version (in process, through `main()`), and staying light."""
 
 from __future__ import annotations
 
@@ -8,19 +8,14 @@ import sys
 from embedarena import __version__
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "embedarena", *args], capture_output=True,
-                          text=True, timeout=120)
+def test_version(cli) -> None:  # noqa: ANN001
+    p = cli("--version")
+    assert p.code == 0 and p.stdout.strip() == f"embedarena {__version__}"
 
 
-def test_version() -> None:
-    p = _run("--version")
-    assert p.returncode == 0 and p.stdout.strip() == f"embedarena {__version__}"
-
-
-def test_help_lists_command_groups() -> None:
-    p = _run("--help")
-    assert p.returncode == 0
+def test_help_lists_command_groups(cli) -> None:  # noqa: ANN001
+    p = cli("--help")
+    assert p.code == 0
     for cmd in ("es", "data", "index", "eval", "compare", "run", "report", "mine", "train",
                 "tune-fusion", "calibrate"):
         assert f" {cmd} " in p.stdout, cmd

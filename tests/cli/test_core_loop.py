@@ -1,26 +1,27 @@
-"""The core loop as a user runs it: `index build`, `eval`, `run`, `compare` in a subprocess,
-against the real node, with a tiny encoder (fast) and with the real MiniLM on real data (slow).
+"""The core loop as a user runs it: `index build`, `eval`, `run`, `compare` through the real
+`main()` (in process; tests/cli/test_smoke.py starts each command once as a subprocess), against
+the real node, with a tiny encoder (fast) and with the real MiniLM on real data (slow).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import CliResult
 
 LABELS = ["甲状腺结节", "甲状腺癌", "胆管炎", "胰腺囊肿", "宫颈上皮内瘤变", "子宫肌瘤", "高血压",
           "糖尿病", "肝硬化", "乳腺癌"]
 
 
-def _cli(env: dict[str, str], *args: str, cwd: Path | None = None
-         ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "embedarena", *args], capture_output=True,
-                          text=True, timeout=600, env={**os.environ, **env, "COLUMNS": "200"},
-                          cwd=cwd)
+@pytest.fixture
+def embedarena(cli: Callable[..., CliResult], env: dict[str, str]
+               ) -> Callable[..., CliResult]:
+    """`embedarena("eval", ...)`: embedarena in process with the test node's env."""
+    return lambda *args: cli(*args, env=env)
 
 
 @pytest.fixture
@@ -54,27 +55,28 @@ def _precise_at(run_jsonl: Path, k: int) -> float:
 
 
 @pytest.mark.es
-def test_inline_build_then_eval_with_bad_line(env: dict[str, str], es_prefix: str,
-                                              tiny_bert_dir: Path, tmp_path: Path) -> None:
+def test_inline_build_then_eval_with_bad_line(embedarena: Callable[..., CliResult],
+                                              es_prefix: str, tiny_bert_dir: Path,
+                                              tmp_path: Path) -> None:
     corpus, queries, rows = _write_data(tmp_path, bad_line=True)
     model = f"hf:{tiny_bert_dir}"
 
-    built = _cli(env, "index", "build", "--model", model, "--model", "bm25", "--corpus",
-                 str(corpus), "--prefix", es_prefix)
-    assert built.returncode == 0, built.stderr
+    built = embedarena("index", "build", "--model", model, "--model", "bm25", "--corpus",
+                       str(corpus), "--prefix", es_prefix)
+    assert built.code == 0, built.stderr
     assert f"{len(LABELS)} documents" in built.stderr
 
     out = tmp_path / "run"
-    bad = _cli(env, "eval", "--model", model, "--queries", str(queries), "--k", "1,2,5",
-               "--out", str(out), "--prefix", es_prefix)
-    assert bad.returncode != 0
+    bad = embedarena("eval", "--model", model, "--queries", str(queries), "--k", "1,2,5",
+                     "--out", str(out), "--prefix", es_prefix)
+    assert bad.code != 0
     assert f"{queries}:line 3" in bad.stderr and "Traceback" not in bad.stderr
     assert not out.exists()
 
-    ok = _cli(env, "eval", "--model", model, "--model", "bm25", "--queries", str(queries),
-              "--k", "1,2,5", "--out", str(out), "--prefix", es_prefix, "--corpus",
-              str(corpus), "--skip-bad")
-    assert ok.returncode == 0, ok.stderr
+    ok = embedarena("eval", "--model", model, "--model", "bm25", "--queries", str(queries),
+                    "--k", "1,2,5", "--out", str(out), "--prefix", es_prefix, "--corpus",
+                    str(corpus), "--skip-bad")
+    assert ok.code == 0, ok.stderr
     assert "skipped 1 of 6" in " ".join(ok.stderr.split())
     for name in (tiny_bert_dir.name, "bm25"):
         run_dir = out / name
@@ -94,7 +96,8 @@ def test_inline_build_then_eval_with_bad_line(env: dict[str, str], es_prefix: st
 
 @pytest.mark.es
 def test_run_experiment_reuses_indexes_and_cache_then_compare(
-        env: dict[str, str], es_prefix: str, tiny_bert_dir: Path, tmp_path: Path) -> None:
+        embedarena: Callable[..., CliResult], es_prefix: str, tiny_bert_dir: Path,
+        tmp_path: Path) -> None:
     corpus, queries, rows = _write_data(tmp_path, bad_line=False)
     exp = tmp_path / "exp.yaml"
     exp.write_text(
@@ -106,30 +109,31 @@ def test_run_experiment_reuses_indexes_and_cache_then_compare(
         f"models: [bm25, {{name: tiny, type: hf, path: {tiny_bert_dir}, pooling: cls}}]\n"
         "report: {formats: [md, xlsx]}\n", encoding="utf-8")
 
-    first = _cli(env, "run", str(exp))
-    assert first.returncode == 0, first.stderr
+    first = embedarena("run", str(exp))
+    assert first.code == 0, first.stderr
     out = tmp_path / "runs" / "loop"
     summary = {m["model"]: m for m in json.loads((out / "experiment.json").read_text())["models"]}
     assert not summary["tiny"]["reused_index"]
     assert summary["tiny"]["cache"]["misses"] == len(LABELS) + len(rows)
     assert (out / "report" / "report.md").is_file() and (out / "report" / "report.xlsx").is_file()
 
-    second = _cli(env, "run", str(exp), "--no-report")
-    assert second.returncode == 0, second.stderr
+    second = embedarena("run", str(exp), "--no-report")
+    assert second.code == 0, second.stderr
     assert "reused index" in second.stderr
     summary = {m["model"]: m for m in json.loads((out / "experiment.json").read_text())["models"]}
     assert summary["tiny"]["reused_index"] and summary["bm25"]["reused_index"]
     # queries come from the cache, the model is not called again
     assert summary["tiny"]["cache"] == {"hits": len(rows), "misses": 0, "inner_calls": 0}
 
-    table = _cli(env, "compare", str(out))
-    assert table.returncode == 0, table.stderr
+    table = embedarena("compare", str(out))
+    assert table.code == 0, table.stderr
     assert "原数据" in table.stdout and "tiny" in table.stdout and "precise@5" in table.stdout
 
 
 @pytest.mark.es
 @pytest.mark.slow
-def test_minilm_beats_chance_on_real_cranfield_subset(env: dict[str, str], es_prefix: str,
+def test_minilm_beats_chance_on_real_cranfield_subset(embedarena: Callable[..., CliResult],
+                                                      es_prefix: str,
                                                       shared_data: Path, minilm_dir: Path,
                                                       tmp_path: Path) -> None:
     """End to end on real data and the real MiniLM: Cranfield's first 40 queries against the
@@ -151,10 +155,10 @@ def test_minilm_beats_chance_on_real_cranfield_subset(env: dict[str, str], es_pr
         for q in qs), encoding="utf-8")
 
     out = tmp_path / "run"
-    res = _cli(env, "eval", "--model", "minilm", "--model", "bm25", "--queries", str(queries),
-               "--corpus", str(corpus), "--k", "1,10", "--metrics", "ndcg@10",
-               "--out", str(out), "--prefix", es_prefix)
-    assert res.returncode == 0, res.stderr
+    res = embedarena("eval", "--model", "minilm", "--model", "bm25", "--queries", str(queries),
+                     "--corpus", str(corpus), "--k", "1,10", "--metrics", "ndcg@10",
+                     "--out", str(out), "--prefix", es_prefix)
+    assert res.code == 0, res.stderr
     m = {n: json.loads((out / n / "metrics.json").read_text())["metrics"]
          for n in ("minilm", "bm25")}
     # a random ranking of ~600 docs would almost never hit in the top 10

@@ -8,8 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
 LABELS = ["甲状腺结节", "甲状腺癌", "胆管炎", "胰腺囊肿", "宫颈上皮内瘤变", "子宫肌瘤", "高血压",
           "糖尿病", "肝硬化", "乳腺癌", "胆囊炎", "胰腺炎"]
@@ -38,20 +36,13 @@ models:
 
 
 @pytest.mark.es
-def test_run_with_hybrid_rows(es_node, es_prefix, tmp_path: Path, tiny_bert_dir: Path,
-                              monkeypatch) -> None:  # noqa: ANN001
+def test_run_with_hybrid_rows(cli, es_node, es_prefix, tmp_path: Path,  # noqa: ANN001
+                              tiny_bert_dir: Path) -> None:
     pytest.importorskip("jieba")
-    from embedarena.cli.run import register
-
-    for k, v in es_node.env.items():
-        monkeypatch.setenv(k, v)
-    app = typer.Typer()
-    register(app)
-    app.command("noop", hidden=True)(lambda: None)
     exp = _experiment(tmp_path, es_prefix, tiny_bert_dir)
     out = tmp_path / "out"
-    res = CliRunner().invoke(app, ["run", str(exp), "--out", str(out), "--no-report"])
-    assert res.exit_code == 0, res.output
+    res = cli("run", exp, "--out", out, "--no-report", env=es_node.env)
+    assert res.code == 0, res.stderr
     md = (out / "comparison.md").read_text("utf-8")
     assert "| hyb |" in md and "| bm25-jieba |" in md and "ann@" in md
     meta = json.loads((out / "q" / "hyb" / "meta.json").read_text("utf-8"))
@@ -66,8 +57,7 @@ def test_run_with_hybrid_rows(es_node, es_prefix, tmp_path: Path, tiny_bert_dir:
     for name in client.indices.get(index=f"{es_prefix}*"):
         client.indices.delete(index=name)
     out2 = tmp_path / "out2"
-    res = CliRunner().invoke(app, ["run", str(exp), "--out", str(out2), "--no-report",
-                                   "-m", "hyb"])
-    assert res.exit_code == 0, res.output
+    res = cli("run", exp, "--out", out2, "--no-report", "-m", "hyb", env=es_node.env)
+    assert res.code == 0, res.stderr
     assert (out2 / "q" / "hyb" / "run.jsonl").exists()
     assert not (out2 / "q" / "tiny").exists()  # members are searched, not reported as rows

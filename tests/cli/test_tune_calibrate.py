@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from embedarena.evaluation.run import QueryResult, Run
 
@@ -17,21 +15,10 @@ LABELS = ["甲状腺结节", "甲状腺癌", "胆管炎", "胰腺囊肿", "宫�
 QUESTIONS = ["我有{}能买保险吗", "{}怎么治疗", "得了{}还能工作吗"]
 
 
-def _app(register) -> typer.Typer:  # noqa: ANN001
-    app = typer.Typer()
-    register(app)
-    app.command("noop", hidden=True)(lambda: None)  # keep sub-command parsing
-    return app
-
-
 @pytest.mark.es
-def test_tune_fusion_reports_dev_and_test_without_overlap(es_node, es_prefix, tmp_path: Path,
-                                                          monkeypatch) -> None:  # noqa: ANN001
+def test_tune_fusion_reports_dev_and_test_without_overlap(cli, es_node, es_prefix,  # noqa: ANN001
+                                                          tmp_path: Path) -> None:
     pytest.importorskip("jieba")
-    from embedarena.cli.tune import register
-
-    for k, v in es_node.env.items():
-        monkeypatch.setenv(k, v)
     (tmp_path / "labels.json").write_text(json.dumps(LABELS, ensure_ascii=False), "utf-8")
     with (tmp_path / "q.jsonl").open("w", encoding="utf-8") as f:
         for lab in LABELS:
@@ -49,10 +36,9 @@ models:
   - bm25:jieba
   - {{name: hyb, hybrid: [bm25, bm25-jieba], fusion: rrf, k: 60}}
 """, encoding="utf-8")
-    res = CliRunner().invoke(_app(register), [
-        "tune-fusion", str(tmp_path / "exp.yaml"), "--objective", "mrr@5", "--step", "0.5",
-        "--rrf-k", "1,60", "--out", str(tmp_path / "out")])
-    assert res.exit_code == 0, res.output
+    res = cli("tune-fusion", tmp_path / "exp.yaml", "--objective", "mrr@5", "--step", "0.5",
+              "--rrf-k", "1,60", "--out", tmp_path / "out", env=es_node.env)
+    assert res.code == 0, res.stderr
     data = json.loads((tmp_path / "out" / "tune.json").read_text("utf-8"))
     dev, test = set(data["dev_qids"]), set(data["test_qids"])
     assert dev and test and not dev & test
@@ -79,14 +65,11 @@ def _runs(root: Path, prefix: str, seed: int) -> None:
         Run(model, prefix, results).save(root / model)
 
 
-def test_calibrate_fits_per_model_thresholds(tmp_path: Path) -> None:
-    from embedarena.cli.calibrate import register
-
+def test_calibrate_fits_per_model_thresholds(cli, tmp_path: Path) -> None:  # noqa: ANN001
     _runs(tmp_path / "dev", "dev", 1)
     _runs(tmp_path / "test", "test", 2)
-    res = CliRunner().invoke(_app(register), [
-        "calibrate", str(tmp_path / "test"), "--dev", str(tmp_path / "dev"), "--k", "1"])
-    assert res.exit_code == 0, res.output
+    res = cli("calibrate", tmp_path / "test", "--dev", tmp_path / "dev", "--k", "1")
+    assert res.code == 0, res.stderr
     data = json.loads((tmp_path / "test" / "calibration.json").read_text("utf-8"))
     by = {m["model"]: m for m in data["models"]}
     # per-model scales: each threshold sits in its own model's gap
@@ -97,39 +80,35 @@ def test_calibrate_fits_per_model_thresholds(tmp_path: Path) -> None:
         assert m["test_metrics"]["e2e@1"] == 1.0
 
 
-def test_calibrate_refuses_dev_equal_to_test(tmp_path: Path) -> None:
-    from embedarena.cli.calibrate import register
-
+def test_calibrate_refuses_dev_equal_to_test(cli, tmp_path: Path) -> None:  # noqa: ANN001
     _runs(tmp_path / "dev", "same", 1)
-    res = CliRunner().invoke(_app(register), [
-        "calibrate", str(tmp_path / "dev"), "--dev", str(tmp_path / "dev")])
-    assert res.exit_code != 0
-    assert "both the dev and the test" in str(res.exception)
+    res = cli("calibrate", tmp_path / "dev", "--dev", tmp_path / "dev")
+    assert res.code != 0
+    assert "both the dev and the test" in res.stderr and "Traceback" not in res.stderr
 
 
 @pytest.mark.es
-def test_calibrate_searches_a_dev_query_file_with_the_runs_model(es_node, es_prefix,
-                                                                 tmp_path: Path,
-                                                                 monkeypatch) -> None:  # noqa: ANN001
+def test_calibrate_searches_a_dev_query_file_with_the_runs_model(cli, es_node,  # noqa: ANN001
+                                                                 es_prefix: str,
+                                                                 tmp_path: Path) -> None:
     """--dev QUERIES: each test run's model (from its meta) searches the dev file; gold that is
     not in --corpus marks a no-match query."""
-    from embedarena import pipeline as pl
-    from embedarena.cli.calibrate import register
     from embedarena.data.types import Corpus, Query, QuerySet
-    from embedarena.experiment import IndexConfig
+    from embedarena.evaluation.rows import RowContext, create_row
+    from embedarena.experiment import parse_model_entry
+    from embedarena.indexer.build import IndexOptions
     from embedarena.indexer.es import Target
 
-    for k, v in es_node.env.items():
-        monkeypatch.setenv(k, v)
     (tmp_path / "labels.json").write_text(json.dumps(LABELS, ensure_ascii=False), "utf-8")
     client, target = es_node.client, Target([es_node.url], "basic", False)
-    handle = pl.prepare_model("bm25", es_prefix)
+    row = create_row(parse_model_entry("bm25"),
+                     RowContext(client, target, IndexOptions(), prefix=es_prefix))
     corpus = Corpus.from_labels(LABELS)
-    pl.build_index(client, target, handle, corpus, pl.index_options(IndexConfig()))
+    row.build(corpus)
     test_q = QuerySet("t", [Query(f"t{i}", f"{lab}怎么治疗", {lab: 1.0})
                             for i, lab in enumerate(LABELS[:6])]
                       + [Query("tn", "今天天气怎么样", {"天气": 1.0})])
-    run = pl.evaluate_model(client, target, handle, test_q, 5)
+    run = row.search(test_q, 5)
     run.save(tmp_path / "test" / "bm25")
     with (tmp_path / "dev.jsonl").open("w", encoding="utf-8") as f:
         for lab in LABELS[6:]:
@@ -137,10 +116,9 @@ def test_calibrate_searches_a_dev_query_file_with_the_runs_model(es_node, es_pre
                                ensure_ascii=False) + "\n")
         for q in ("明天会下雨吗", "附近有什么好吃的"):
             f.write(json.dumps({"query": q, "pos": ["不在标签里"]}, ensure_ascii=False) + "\n")
-    res = CliRunner().invoke(_app(register), [
-        "calibrate", str(tmp_path / "test"), "--dev", str(tmp_path / "dev.jsonl"),
-        "--corpus", str(tmp_path / "labels.json"), "--k", "1"])
-    assert res.exit_code == 0, res.output
+    res = cli("calibrate", tmp_path / "test", "--dev", tmp_path / "dev.jsonl",
+              "--corpus", tmp_path / "labels.json", "--k", "1", env=es_node.env)
+    assert res.code == 0, res.stderr
     data = json.loads((tmp_path / "test" / "calibration.json").read_text("utf-8"))
     m = data["models"][0]
     assert m["model"] == "bm25" and m["dev_queries"] == len(LABELS) - 6 + 2

@@ -1,12 +1,10 @@
-"""`embedarena data ...` through the real app object and, for error output, the real command."""
+"""`embedarena data ...` through the real app object and, for error output, the real entry
+point `main()` (in process; tests/cli/test_smoke.py runs `data` once as a subprocess)."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -101,16 +99,13 @@ def test_list_shows_availability(shared_data: Path, tmp_path: Path) -> None:
     assert _availability(empty.output) == dict.fromkeys(names, "no")
 
 
-def test_errors_are_one_line_with_file_and_line(tmp_path: Path) -> None:
+def test_errors_are_one_line_with_file_and_line(cli, tmp_path: Path) -> None:  # noqa: ANN001
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "a", "pos": ["x"]}\n{"query": "b", "pos": 3}\n', encoding="utf-8")
-    env = {**os.environ, "COLUMNS": "200"}
-    p = subprocess.run([sys.executable, "-m", "embedarena", "data", "inspect", str(bad)],
-                       capture_output=True, text=True, timeout=60, env=env)
-    assert p.returncode == 4
+    p = cli("data", "inspect", bad)
+    assert p.code == 4
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1, p.stderr
     assert f"{bad}:line 2: field 'pos' must be a list of strings" in lines[0]
-    p = subprocess.run([sys.executable, "-m", "embedarena", "data", "fetch", "nope"],
-                       capture_output=True, text=True, timeout=60, env=env)
-    assert p.returncode == 2 and "unknown dataset 'nope'" in p.stderr
+    p = cli("data", "fetch", "nope")
+    assert p.code == 2 and "unknown dataset 'nope'" in p.stderr

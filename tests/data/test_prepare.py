@@ -130,3 +130,30 @@ def test_test_size_parsing(tmp_path: Path) -> None:
     src = _xlsx(tmp_path / "d.xlsx")
     with pytest.raises(ConfigError, match="leaves no training rows"):
         prepare_spreadsheet(src, tmp_path / "o", test_size=7)
+
+
+def _csv_lines() -> list[str]:
+    return [",".join(HEADER)] + [",".join("" if c is None else str(c) for c in r) for r in ROWS]
+
+
+def test_gbk_csv_as_excel_saves_it(tmp_path: Path) -> None:
+    src = tmp_path / "d.csv"
+    src.write_bytes(("\r\n".join(_csv_lines()) + "\r\n").encode("gbk"))
+    res = prepare_spreadsheet(src, tmp_path / "o", negatives=2, test_size=2, seed=0)
+    assert res.rows_read == 11 and res.balanced
+    assert res.dropped == {"empty question": 2, "no label": 1, "blank row": 1}
+    assert load_corpus(res.outputs["labels"]).ids == LABELS  # the Chinese text survived
+    same = prepare_spreadsheet(src, tmp_path / "o2", negatives=2, test_size=2, seed=0,
+                               encoding="gb18030")
+    assert same.outputs["train"].read_bytes() == res.outputs["train"].read_bytes()
+    # forced UTF-8: the (ASCII) header reads, the first Chinese row stops the run, named
+    with pytest.raises(DataError, match=r"d\.csv:line 2: not valid UTF-8"):
+        prepare_spreadsheet(src, tmp_path / "o3", encoding="utf-8")
+
+
+def test_formula_without_cached_value_names_the_row(tmp_path: Path) -> None:
+    rows: list[list[object]] = [list(r) for r in ROWS]
+    rows[7][2] = "=C2"  # row 9 (Excel numbering): its label is a formula nobody calculated
+    src = _xlsx(tmp_path / "f.xlsx", rows=rows)
+    with pytest.raises(DataError, match=r"f\.xlsx:row 9: formula without a cached value in C9"):
+        prepare_spreadsheet(src, tmp_path / "o")

@@ -173,12 +173,15 @@ def test_non_utf8_line_is_named(tmp_path: Path) -> None:
 
 
 def test_non_utf8_csv_row_is_named(tmp_path: Path) -> None:
+    # The whole file is valid GBK, so only an explicit UTF-8 makes line 3 a bad record
+    # (detection is tested in test_tables.py).
     p = _write(tmp_path / "labels.csv", b"label\nok\n" + "\u75be\u75c5\n".encode("gbk") + b"x\n")
     with pytest.raises(DataError, match=r"labels\.csv:line 3: not valid UTF-8"):
-        load_corpus(p)
-    corpus, report = load_corpus_with_report(p, skip_bad=True)
+        load_corpus(p, encoding="utf-8")
+    corpus, report = load_corpus_with_report(p, skip_bad=True, encoding="utf-8")
     assert corpus.ids == ["ok", "x"]
     assert (report.read, report.skipped) == (3, {"not UTF-8": 1})
+    assert load_corpus(p).ids == ["ok", "\u75be\u75c5", "x"]  # detected as GB18030
 
 
 def test_non_utf8_in_json_list_names_the_line(tmp_path: Path) -> None:

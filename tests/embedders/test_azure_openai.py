@@ -14,12 +14,8 @@ import pytest
 pytest.importorskip("openai")
 
 from embedarena.embedders import azure_openai as az  # noqa: E402
-from embedarena.embedders.azure_openai import (  # noqa: E402
-    AzureOpenAIEmbedder,
-    OpenAIEmbedder,
-    retry_after_seconds,
-)
-from embedarena.embedders.base import create_embedder  # noqa: E402
+from embedarena.embedders.azure_openai import AzureOpenAIEmbedder, OpenAIEmbedder  # noqa: E402
+from embedarena.embedders.registry import create_embedder  # noqa: E402
 from embedarena.errors import AuthError, ConfigError, EmbedderError  # noqa: E402
 from tests.embedders.azure_server import EmbeddingAPIServer, Failure, fake_embedding  # noqa: E402
 
@@ -32,10 +28,40 @@ def azure(srv: EmbeddingAPIServer, monkeypatch: pytest.MonkeyPatch,
           **settings: Any) -> AzureOpenAIEmbedder:
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", key if key is not None else srv.api_key)
     spec = {"type": "azure_openai", "deployment": deployment, "azure_endpoint": srv.url,
-            "backoff_initial": 0.01, "backoff_max": 0.05, **settings}
+            **settings}
     emb = create_embedder(spec)
     assert isinstance(emb, AzureOpenAIEmbedder)
     return emb
+
+
+@pytest.fixture(autouse=True)
+def sdk_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits the SDK's retry loop asks for, recorded instead of slept: an injected clock,
+    so waits are checked exactly and no test sleeps. Only the SDK module's `time` is swapped
+    (it calls `time.sleep`); the server thread's delays stay real."""
+    import openai._base_client as sdk
+
+    waits: list[float] = []
+
+    class Clock:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            waits.append(seconds)
+
+    monkeypatch.setattr(sdk, "time", Clock())
+    return waits
+
+
+def backoff_bounds(retry: int) -> tuple[float, float]:
+    """The SDK's jittered exponential backoff before retry `retry` (from 1): 0.5 s doubling,
+    capped at 8 s, minus up to 25 % jitter."""
+    from openai._constants import INITIAL_RETRY_DELAY, MAX_RETRY_DELAY
+
+    step = min(INITIAL_RETRY_DELAY * 2.0 ** (retry - 1), MAX_RETRY_DELAY)
+    return 0.75 * step, step
 
 
 def expected(texts: list[str], model: str, dims: int | None = None) -> np.ndarray:
@@ -152,65 +178,157 @@ def test_empty_text_is_sent_as_a_space(api_server: EmbeddingAPIServer,
     assert out.shape == (2, 8)
 
 
-def test_429_honours_retry_after(api_server: EmbeddingAPIServer,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    # Backoff alone would wait 2.5-5 s here, so finishing in [1, 2.5) s proves the header won.
-    emb = azure(api_server, monkeypatch, dimensions=8, backoff_initial=5.0, backoff_max=5.0)
-    api_server.fail_next(Failure(429, retry_after=1))
-    t0 = time.monotonic()
+def test_retries_are_the_sdks(api_server: EmbeddingAPIServer,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    emb = azure(api_server, monkeypatch, max_attempts=4)
+    assert emb._client_or_make().max_retries == 3  # attempts = 1 + the SDK's retries
+
+
+def test_429_honours_retry_after(api_server: EmbeddingAPIServer, monkeypatch: pytest.MonkeyPatch,
+                                 sdk_sleeps: list[float]) -> None:
+    emb = azure(api_server, monkeypatch, dimensions=8)
+    api_server.fail_next(Failure(429, retry_after=7))
     out = emb.embed_documents(["a", "b"])
-    waited = time.monotonic() - t0
-    assert 1.0 <= waited < 2.5
+    assert sdk_sleeps == [7.0]  # exactly the server's ask, not the backoff
     assert [r.status for r in api_server.requests] == [429, 200]
     np.testing.assert_allclose(out, expected(["a", "b"], "text-embedding-3-large", 8), atol=1e-6)
 
 
 def test_429_honours_retry_after_ms(api_server: EmbeddingAPIServer,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    emb = azure(api_server, monkeypatch, dimensions=8, backoff_initial=5.0, backoff_max=5.0)
+                                    monkeypatch: pytest.MonkeyPatch,
+                                    sdk_sleeps: list[float]) -> None:
+    emb = azure(api_server, monkeypatch, dimensions=8)
     api_server.fail_next(Failure(429, retry_after=3, retry_after_ms=300))
-    t0 = time.monotonic()
     emb.embed_documents(["a"])
-    assert 0.3 <= time.monotonic() - t0 < 2.0  # ms header preferred over the seconds one
+    assert sdk_sleeps == [0.3]  # Azure's ms header preferred over the seconds one
 
 
-def test_5xx_is_retried_then_succeeds(api_server: EmbeddingAPIServer,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_429_asking_more_than_the_sdk_waits_stops_at_once(
+        api_server: EmbeddingAPIServer, monkeypatch: pytest.MonkeyPatch,
+        sdk_sleeps: list[float]) -> None:
+    # The SDK honours Retry-After up to its cap and refuses to retry beyond it.
+    from openai._constants import MAX_RETRY_AFTER_DELAY
+
+    emb = azure(api_server, monkeypatch, dimensions=8)
+    api_server.fail_next(Failure(429, retry_after=MAX_RETRY_AFTER_DELAY + 1))
+    with pytest.raises(EmbedderError, match=rf"is rate limiting and asks to wait longer .*"
+                                            rf"\(Retry-After: {MAX_RETRY_AFTER_DELAY + 1}\); "
+                                            "try again later") as ei:
+        emb.embed_documents(["a"])
+    assert "\n" not in str(ei.value) and ei.value.__cause__ is None
+    assert sdk_sleeps == [] and len(api_server.requests) == 1
+    api_server.fail_next(Failure(429, retry_after=MAX_RETRY_AFTER_DELAY))  # at the cap: waits
+    emb.embed_documents(["a"])
+    assert sdk_sleeps == [MAX_RETRY_AFTER_DELAY]
+
+
+def test_persistent_429_gives_up_in_one_line(api_server: EmbeddingAPIServer,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             sdk_sleeps: list[float]) -> None:
     emb = azure(api_server, monkeypatch, dimensions=8, max_attempts=3)
-    api_server.fail_next(500, 503)
+    api_server.fail_next(*[Failure(429, retry_after=2)] * 5)
+    with pytest.raises(EmbedderError) as ei:
+        emb.embed_documents(["a"])
+    assert str(ei.value) == (f"Azure OpenAI at {api_server.url}: HTTP 429 on all 3 attempts for "
+                             "'text-embedding-3-large'; giving up")
+    assert ei.value.__cause__ is None and ei.value.__suppress_context__
+    assert sdk_sleeps == [2.0, 2.0] and len(api_server.requests) == emb.requests_made == 3
+
+
+def test_5xx_and_408_back_off_then_succeed(api_server: EmbeddingAPIServer,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           sdk_sleeps: list[float]) -> None:
+    emb = azure(api_server, monkeypatch, dimensions=8, max_attempts=4)
+    api_server.fail_next(500, 503, 408)
     out = emb.embed_documents(["a"])
-    assert [r.status for r in api_server.requests] == [500, 503, 200]
+    assert [r.status for r in api_server.requests] == [500, 503, 408, 200]
+    assert len(sdk_sleeps) == 3
+    for retry, wait in enumerate(sdk_sleeps, 1):
+        low, high = backoff_bounds(retry)
+        assert low <= wait <= high
+    assert sdk_sleeps == sorted(sdk_sleeps)  # the jitter ranges do not overlap: it grows
     np.testing.assert_allclose(out[0], fake_embedding("a", "text-embedding-3-large", 8),
                                atol=1e-6)
 
 
 def test_persistent_5xx_gives_up_after_max_attempts(api_server: EmbeddingAPIServer,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    emb = azure(api_server, monkeypatch, dimensions=8, max_attempts=3)
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    sdk_sleeps: list[float]) -> None:
+    emb = azure(api_server, monkeypatch, dimensions=8, max_attempts=7)
     api_server.fail_next(*[503] * 10)
-    with pytest.raises(EmbedderError, match="HTTP 503 on all 3 attempts"):
+    with pytest.raises(EmbedderError, match="HTTP 503 on all 7 attempts"):
         emb.embed_documents(["a"])
-    assert len(api_server.requests) == 3
+    assert len(api_server.requests) == emb.requests_made == 7
+    assert len(sdk_sleeps) == 6
+    assert all(backoff_bounds(i)[0] <= w <= backoff_bounds(i)[1]
+               for i, w in enumerate(sdk_sleeps, 1))
+    assert max(sdk_sleeps) <= 8.0 and min(sdk_sleeps[-2:]) >= 6.0  # capped at 8 s
 
 
 def test_timeouts_are_explicit_and_retried(api_server: EmbeddingAPIServer,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           sdk_sleeps: list[float],
+                                           caplog: pytest.LogCaptureFixture) -> None:
     emb = azure(api_server, monkeypatch, dimensions=8, timeout=0.3, max_attempts=2)
     api_server.fail_next(Failure(0, delay=1.0))
-    t0 = time.monotonic()
-    emb.embed_documents(["a"])
-    assert time.monotonic() - t0 < 0.9  # did not wait for the slow answer
+    caplog.set_level(logging.WARNING, logger=az.__name__)
+    emb.embed_documents(["a"])  # the slow answer was abandoned, the retry answered
+    assert "no answer within 0.3 s or connection failed on attempt 1 of 2; retrying" \
+        in caplog.text
+    assert emb.requests_made == 2 and len(sdk_sleeps) == 1
+    assert backoff_bounds(1)[0] <= sdk_sleeps[0] <= backoff_bounds(1)[1]
     api_server.fail_next(Failure(0, delay=1.0), Failure(0, delay=1.0))
     with pytest.raises(EmbedderError, match=r"no answer within 0.3 s on all 2 attempts"):
         emb.embed_documents(["b"])
 
 
-def test_connection_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connection_refused(monkeypatch: pytest.MonkeyPatch, sdk_sleeps: list[float]) -> None:
     srv = EmbeddingAPIServer().start()
-    emb = azure(srv, monkeypatch, dimensions=8, max_attempts=2)
+    emb = azure(srv, monkeypatch, dimensions=8, max_attempts=3)
     srv.stop()
-    with pytest.raises(EmbedderError, match="connection failed"):
+    with pytest.raises(EmbedderError, match=r"connection failed \(ConnectError\) on all 3 "
+                                            "attempts"):
         emb.embed_documents(["a"])
+    assert len(sdk_sleeps) == 2 and sdk_sleeps == sorted(sdk_sleeps) and sdk_sleeps[0] > 0
+
+
+def test_retries_are_logged_without_the_key(api_server: EmbeddingAPIServer,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    emb = azure(api_server, monkeypatch, dimensions=8)
+    api_server.fail_next(Failure(429, retry_after_ms=250), 502)
+    caplog.set_level(logging.DEBUG)
+    emb.embed_documents(["a"])
+    ours = [r.getMessage() for r in caplog.records
+            if r.name == az.__name__ and r.levelno == logging.WARNING]
+    assert ours == [
+        f"Azure OpenAI at {api_server.url}: HTTP 429 (retry-after-ms: 250) on attempt 1 of 6; "
+        "retrying",
+        f"Azure OpenAI at {api_server.url}: HTTP 502 on attempt 2 of 6; retrying"]
+    sdk = [r.getMessage() for r in caplog.records
+           if r.name.startswith("openai") and r.levelno == logging.INFO]
+    assert sdk[0] == "Retrying request in 0.250000 seconds (retry 1 of 5)"
+    assert api_server.api_key not in caplog.text
+
+
+def test_other_4xx_is_one_line_with_the_server_text_scrubbed(
+        api_server: EmbeddingAPIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    emb = azure(api_server, monkeypatch, dimensions=8)
+    echo = (f"Bad input for key {api_server.api_key}; also sk-proj-abcdef123456 and "
+            "Bearer abc.def.ghi")
+    api_server.fail_next(Failure(422, body={"error": {"message": echo}}))
+    with pytest.raises(EmbedderError, match=r"rejected the request for 'text-embedding-3-large' "
+                                            r"\(HTTP 422\): Bad input for key \*\*\*") as ei:
+        emb.embed_documents(["a"])
+    msg = str(ei.value)
+    assert api_server.api_key not in msg and "sk-proj" not in msg and "abc.def" not in msg
+    assert "\n" not in msg and len(api_server.requests) == 1  # not retried
+
+
+def test_our_own_backoff_settings_are_gone(api_server: EmbeddingAPIServer,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="unknown setting 'backoff_initial'"):
+        azure(api_server, monkeypatch, backoff_initial=1.0)
 
 
 def test_401_is_one_clean_line_without_the_key(api_server: EmbeddingAPIServer,
@@ -246,13 +364,13 @@ def test_dimensions_and_dim_discovery(monkeypatch: pytest.MonkeyPatch) -> None:
         emb = azure(srv, monkeypatch, deployment="prod-emb", dimensions=256)
         assert emb.dim == 256 and srv.requests == []  # known without asking
         out = emb.embed_documents(["a"])
-        assert srv.requests[-1].body["dimensions"] == 256
+        assert (srv.requests[-1].body or {})["dimensions"] == 256
         np.testing.assert_allclose(out[0], fake_embedding("a", "text-embedding-3-small", 256),
                                    atol=1e-6)
         ada = azure(srv, monkeypatch, deployment="text-embedding-ada-002")
         assert ada.dim == 1536 and len(srv.requests) == 1
         assert ada.embed_documents(["a"]).shape == (1, 1536)
-        assert "dimensions" not in srv.requests[-1].body
+        assert "dimensions" not in (srv.requests[-1].body or {})
         unknown = azure(srv, monkeypatch, deployment="prod-emb")  # custom name, no `model`
         assert unknown.dim == 1536 and len(srv.requests) == 3  # one probe request
         assert azure(srv, monkeypatch, deployment="prod-emb",
@@ -306,7 +424,7 @@ def test_plain_openai_compatible_endpoint(api_server: EmbeddingAPIServer,
     assert isinstance(emb, OpenAIEmbedder) and emb.fingerprint.startswith("openai:")
     out = emb.embed_documents(["a", "b"])
     req = api_server.requests[-1]
-    assert req.path == "/v1/embeddings" and req.body["model"] == "text-embedding-3-small"
+    assert req.path == "/v1/embeddings" and (req.body or {})["model"] == "text-embedding-3-small"
     assert req.headers["authorization"] == f"Bearer {api_server.api_key}"
     np.testing.assert_allclose(out, expected(["a", "b"], "text-embedding-3-small", 16),
                                atol=1e-6)
@@ -335,11 +453,3 @@ def test_local_openai_compatible_server_needs_no_key(monkeypatch: pytest.MonkeyP
         assert emb.dim == 24  # discovered with one probe
         assert emb.embed_documents(["a"]).shape == (1, 24)
 
-
-def test_retry_after_parsing() -> None:
-    assert retry_after_seconds({"retry-after": "2"}) == 2.0
-    assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
-    assert retry_after_seconds({}) is None
-    assert retry_after_seconds({"retry-after": "soon"}) is None
-    future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
-    assert 25 <= (retry_after_seconds({"retry-after": future}) or 0) <= 31

@@ -15,8 +15,9 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from embedarena.embedders import hf as hf_mod  # noqa: E402
-from embedarena.embedders.base import Embedder, create_embedder  # noqa: E402
+from embedarena.embedders.base import Embedder  # noqa: E402
 from embedarena.embedders.hf import HFEmbedder, weights_digest  # noqa: E402
+from embedarena.embedders.registry import create_embedder  # noqa: E402
 from embedarena.errors import EmbedderError, MissingExtraError  # noqa: E402
 
 TEXTS = [
@@ -275,11 +276,18 @@ def test_cuda_requested_without_cuda(tiny_bert_dir: Path) -> None:
         emb.embed_documents(["x"])
 
 
-def test_progress_bar_stays_off_stdout(tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_progress_goes_to_the_current_progress_not_stdout(
+        tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedarena.progress import RecordingProgress, using
+
     monkeypatch.setattr(hf_mod, "PROGRESS_MIN_TEXTS", 1)
-    with_bar = HFEmbedder(tiny_bert_dir, batch_size=2).embed_documents(TEXTS)
+    rec = RecordingProgress()
+    with using(rec):
+        with_bar = HFEmbedder(tiny_bert_dir, batch_size=2).embed_documents(TEXTS)
+        without = HFEmbedder(tiny_bert_dir, batch_size=2, progress=False).embed_documents(TEXTS)
     assert capsys.readouterr().out == ""
-    without = HFEmbedder(tiny_bert_dir, batch_size=2, progress=False).embed_documents(TEXTS)
     np.testing.assert_allclose(with_bar, without, atol=1e-6)
-    assert hf_mod.progress_console().stderr
+    (task,) = rec.tasks  # one task, from the embedder with progress on
+    assert task.completed == task.total == len(TEXTS) and task.closed
+    assert "documents" in task.description

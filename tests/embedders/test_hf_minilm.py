@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from embedarena.embedders.base import create_embedder  # noqa: E402
 from embedarena.embedders.hf import HFEmbedder  # noqa: E402
+from embedarena.embedders.registry import create_embedder  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -12,12 +12,13 @@ pytest.importorskip("langchain_core")
 
 from langchain_core.embeddings import Embeddings  # noqa: E402
 
-from embedarena.embedders.base import Embedder, create_embedder  # noqa: E402
+from embedarena.embedders.base import Embedder  # noqa: E402
 from embedarena.embedders.langchain import (  # noqa: E402
     LangChainEmbedder,
     _public_fields,
     as_langchain,
 )
+from embedarena.embedders.registry import create_embedder  # noqa: E402
 from embedarena.errors import ConfigError  # noqa: E402
 from tests.embedders.azure_server import EmbeddingAPIServer, fake_embedding  # noqa: E402
 

@@ -14,11 +14,11 @@ HEAVY = ("torch", "transformers", "openai", "langchain_core", "tiktoken")
 SCRIPT = """
 import json, sys
 import embedarena.embedders as e
-from embedarena.embedders.base import embedder_types, model_types
-from embedarena.embedders.spec import parse_model_spec
+from embedarena.embedders.registry import embedder_types
+from embedarena.experiment import parse_model_entry as parse_model_spec
 stages = {"import": [m for m in HEAVY if m in sys.modules]}
 for raw in ["hf:/x/bge", "minilm", "azure:text-embedding-3-large@256", "openai:m",
-            "bm25", "langchain:a.b:c"]:
+            "bm25", "langchain:a.b:c", {"hybrid": ["bm25", "minilm"]}]:
     parse_model_spec(raw)
 stages["types"] = embedder_types()
 stages["parse"] = [m for m in HEAVY if m in sys.modules]
@@ -50,7 +50,7 @@ def test_no_heavy_imports_until_needed(tiny_bert_dir: Path) -> None:
 def test_missing_extras_name_the_install_command(module: str, raw: dict[str, object],
                                                  extra: str,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from embedarena.embedders.base import create_embedder
+    from embedarena.embedders.registry import create_embedder
     from embedarena.errors import MissingExtraError
 
     for name in [m for m in sys.modules if m == module or m.startswith(module + ".")]:

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 
-from embedarena.embedders import base
-from embedarena.embedders.base import (
-    LEXICAL_TYPES,
-    EmbedderBase,
-    create_embedder,
-    model_types,
-    register_embedder,
-)
-from embedarena.embedders.spec import (
-    AzureOpenAISpec,
-    BM25Spec,
-    HFSpec,
-    LangChainSpec,
-    ModelSpec,
-    OpenAISpec,
-    parse_model_spec,
-)
-from embedarena.errors import ConfigError, EmbedderError
+from embedarena import specs
+from embedarena.embedders import base, registry
+from embedarena.embedders.azure_openai import AzureOpenAISpec, OpenAISpec
+from embedarena.embedders.base import EmbedderBase, EmbedderSpec, register_embedder
+from embedarena.embedders.hf import HFSpec
+from embedarena.embedders.langchain import LangChainSpec
+from embedarena.embedders.registry import create_embedder
+from embedarena.errors import ConfigError
+from embedarena.evaluation.rows import row_types
+from embedarena.experiment import parse_model_entry as parse_model_spec
+from embedarena.indexer.lexical import BM25Spec
+from embedarena.specs import ModelSpec
 
 
 @pytest.mark.parametrize(("inline", "cls", "expected"), [
@@ -144,39 +140,55 @@ def test_invalid_specs(raw: object, pattern: str) -> None:
 
 
 def test_bm25_is_a_valid_type_but_has_no_embedder() -> None:
-    assert "bm25" in LEXICAL_TYPES and "bm25" in model_types()
+    assert "bm25" in row_types() and "bm25" not in registry.embedder_types()
     spec = parse_model_spec({"name": "lex", "type": "bm25", "analyzer": "smartcn"})
-    with pytest.raises(ConfigError, match="lexical"):
-        create_embedder(spec)
+    with pytest.raises(ConfigError, match="cannot be used here; usable types: .*hf"):
+        create_embedder(spec)  # type: ignore[arg-type]
 
 
 def test_registry_builtins_and_duplicates(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert {"hf", "azure_openai", "openai", "langchain"} <= set(base.embedder_types())
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    assert {"hf", "azure_openai", "openai", "langchain"} <= set(registry.embedder_types())
+    for table in ("_KINDS", "_PREFIXES", "_NAMES", "_KEYS"):
+        monkeypatch.setattr(specs, table, dict(getattr(specs, table)))
+    monkeypatch.setattr(base, "_FACTORIES", dict(base._FACTORIES))
 
-    class ToySpec(ModelSpec):
-        type: str = "toy"
+    class ToySpec(EmbedderSpec):
+        type: Literal["toy"] = "toy"
         size: int = 3
 
-    @register_embedder("toy", spec_class=ToySpec)
+        @classmethod
+        def from_inline(cls, rest: str) -> dict[str, object]:
+            return {"size": int(rest), "name": f"toy{rest}"}
+
+    @register_embedder(ToySpec, prefixes=("toy",), forms=("toy:<size>",))
     class Toy(EmbedderBase):
         def __init__(self, spec: ToySpec) -> None:
             self.name, self.size = spec.name, spec.size
 
         @classmethod
-        def from_spec(cls, spec: ModelSpec) -> Toy:
+        def from_spec(cls, spec: EmbedderSpec) -> Toy:
             assert isinstance(spec, ToySpec)
             return cls(spec)
 
     emb = create_embedder({"name": "t", "type": "toy", "size": 5})
     assert isinstance(emb, Toy) and emb.size == 5
-    assert "toy" in model_types()
-    with pytest.raises(EmbedderError, match="already registered"):
-        register_embedder("toy", spec_class=ToySpec)(Toy)
-    with pytest.raises(EmbedderError, match="already registered"):
-        register_embedder("hf", spec_class=ToySpec)(Toy)
-    with pytest.raises(EmbedderError, match="already registered"):
-        register_embedder("bm25", spec_class=ToySpec)(Toy)
+    inline = create_embedder("toy:7")  # the adapter's own inline prefix, no edit elsewhere
+    assert isinstance(inline, Toy) and (inline.name, inline.size) == ("toy7", 7)
+    assert "toy" in row_types() and "toy:<size>" in specs.inline_forms()
+    with pytest.raises(ConfigError, match="already registered"):
+        register_embedder(ToySpec)(Toy)
+
+    class OtherHF(EmbedderSpec):
+        type: Literal["hf"] = "hf"
+
+    with pytest.raises(ConfigError, match="model type 'hf' is already registered"):
+        register_embedder(OtherHF)(Toy)
+
+    class Clash(EmbedderSpec):
+        type: Literal["clash"] = "clash"
+
+    with pytest.raises(ConfigError, match="inline prefix 'bm25' is already registered"):
+        register_embedder(Clash, prefixes=("bm25",))(Toy)
     with pytest.raises(ConfigError, match="unknown setting 'colour'"):
         parse_model_spec({"type": "toy", "name": "t", "colour": "red"})
 

@@ -3,30 +3,18 @@ record their top-k overlap against it."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from embedarena.data.types import Corpus, Query, QuerySet
-from embedarena.evaluation.runner import ann_overlap, exact_top_k, run_dense
+from embedarena.evaluation.runner import ann_overlap, run_dense
 from embedarena.indexer.build import Builder, IndexOptions
 from embedarena.indexer.es import Target
+from embedarena.indexer.exact import exact_search
 
 from ..indexer.fakes import BigramEmbedder
 
 LABELS = [f"label {a}{b}" for a in "abcdefghij" for b in "klmnopqrst"] + [
     "甲状腺结节", "甲状腺癌", "胆管炎", "胰腺囊肿", "高血压", "糖尿病"]
-
-
-def test_exact_top_k_each_similarity() -> None:
-    rng = np.random.default_rng(0)
-    d, q = rng.normal(size=(50, 8)), rng.normal(size=(4, 8))
-    dn = d / np.linalg.norm(d, axis=1, keepdims=True)
-    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
-    assert (exact_top_k(d, q, 5, "cosine") == np.argsort(-(qn @ dn.T), axis=1)[:, :5]).all()
-    assert (exact_top_k(d, q, 5, "dot_product") == np.argsort(-(q @ d.T), axis=1)[:, :5]).all()
-    dist = ((q[:, None, :] - d[None, :, :]) ** 2).sum(-1)
-    assert (exact_top_k(d, q, 5, "l2_norm") == np.argsort(dist, axis=1)[:, :5]).all()
-    assert exact_top_k(d[:3], q, 5, "cosine").shape == (4, 3)
 
 
 def test_overlap_counts() -> None:
@@ -52,7 +40,8 @@ def test_hnsw_runs_carry_the_overlap_and_flat_runs_match_exact(es_node, es_prefi
     # recompute by hand: exact top 10 by dot product over the same vectors
     docs = emb.embed_documents(LABELS)
     qv = emb.embed_queries([q.text for q in qs])
-    exact = [[LABELS[j] for j in row] for row in exact_top_k(docs, qv, 10, "dot_product")]
+    top = exact_search(qv, docs, 10, "dot_product", "numpy").indices
+    exact = [[LABELS[j] for j in row] for row in top]
     want = ann_overlap([r.retrieved for r in run.results], exact, 10)["overlap"]
     assert check["overlap"] == pytest.approx(want)
 

@@ -6,16 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from rich.console import Console
-from typer.testing import CliRunner
 
-from embedarena.cli import app
 from embedarena.errors import ConfigError
 from embedarena.evaluation.compare import Comparison, format_value, load_run_dir
 from embedarena.evaluation.metrics import RunMetrics, evaluate
@@ -211,14 +207,15 @@ def two_runs(tmp_path: Path) -> Path:
     return tmp_path / "runs"
 
 
-def test_cli_compare_prints_and_saves(two_runs: Path, tmp_path: Path) -> None:
+# `embedarena compare` runs in process through the real entry point `main()` (the `cli`
+# fixture); tests/cli/test_smoke.py runs it once as a subprocess.
+def test_cli_compare_prints_and_saves(cli, two_runs: Path, tmp_path: Path) -> None:  # noqa: ANN001
     out = tmp_path / "report"
-    res = CliRunner().invoke(app, ["compare", str(two_runs / "原数据" / "bge"),
-                                   str(two_runs / "原数据" / "acge"),
-                                   "--metrics", "precise@1,2", "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    assert "precise@1" in res.output and "mrr@5" not in res.output
-    assert "33.3" in res.output and "66.7" in res.output
+    res = cli("compare", two_runs / "原数据" / "bge", two_runs / "原数据" / "acge",
+              "--metrics", "precise@1,2", "--out", out)
+    assert res.code == 0, res.stderr
+    assert "precise@1" in res.stdout and "mrr@5" not in res.stdout
+    assert "33.3" in res.stdout and "66.7" in res.stdout
     rows = md_rows((out / "comparison.md").read_text(encoding="utf-8"), "原数据")
     # A: q0 all gold by rank 3, q1 right at 1, q2 at rank 3 → precise@1 1/3, @2 1/3
     # B: q0 both gold in top 2, q1 at rank 2, q2 miss → precise@1 0, @2 2/3
@@ -226,33 +223,29 @@ def test_cli_compare_prints_and_saves(two_runs: Path, tmp_path: Path) -> None:
     assert (out / "comparison.csv").exists() and (out / "comparison.json").exists()
 
 
-def test_cli_compare_finds_runs_below_a_folder_and_uses_saved_metrics(two_runs: Path) -> None:
-    res = CliRunner().invoke(app, ["compare", str(two_runs)])
-    assert res.exit_code == 0, res.output
-    assert "mrr@5" in res.output and "bge" in res.output and "acge" in res.output
-    assert "3 queries (1 without relevant gold excluded)" in res.output
+def test_cli_compare_finds_runs_below_a_folder_and_uses_saved_metrics(cli,  # noqa: ANN001
+                                                                     two_runs: Path) -> None:
+    res = cli("compare", two_runs)
+    assert res.code == 0, res.stderr
+    assert "mrr@5" in res.stdout and "bge" in res.stdout and "acge" in res.stdout
+    assert "3 queries (1 without relevant gold excluded)" in res.stdout
 
 
-def test_cli_compare_labels_clashing_runs_by_folder(two_runs: Path, tmp_path: Path) -> None:
+def test_cli_compare_labels_clashing_runs_by_folder(cli, two_runs: Path,  # noqa: ANN001
+                                                   tmp_path: Path) -> None:
     again = tmp_path / "rerun" / "bge-v2"
     make_run("bge", "原数据", RANK_B).save(again)
-    res = CliRunner().invoke(app, ["compare", str(two_runs / "原数据" / "bge"), str(again),
-                                   "--metrics", "precise@2"])
-    assert res.exit_code == 0, res.output
-    assert "bge [bge]" in res.output and "bge [bge-v2]" in res.output
+    res = cli("compare", two_runs / "原数据" / "bge", again, "--metrics", "precise@2")
+    assert res.code == 0, res.stderr
+    assert "bge [bge]" in res.stdout and "bge [bge-v2]" in res.stdout
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "embedarena", *args], capture_output=True,
-                          text=True, timeout=120)
-
-
-def test_cli_compare_errors_are_one_line(tmp_path: Path, two_runs: Path) -> None:
-    p = _cli("compare", str(tmp_path / "missing"))
-    assert p.returncode == 4
+def test_cli_compare_errors_are_one_line(cli, tmp_path: Path, two_runs: Path) -> None:  # noqa: ANN001
+    p = cli("compare", tmp_path / "missing")
+    assert p.code == 4
     assert p.stderr.strip().count("\n") == 0 and "no such file or directory" in p.stderr
     (tmp_path / "empty").mkdir()
-    p = _cli("compare", str(tmp_path / "empty"))
-    assert p.returncode == 4 and "no run.jsonl here or below" in p.stderr
-    p = _cli("compare", str(two_runs), "--metrics", "p@5")
-    assert p.returncode == 2 and "ambiguous" in p.stderr and "Traceback" not in p.stderr
+    p = cli("compare", tmp_path / "empty")
+    assert p.code == 4 and "no run.jsonl here or below" in p.stderr
+    p = cli("compare", two_runs, "--metrics", "p@5")
+    assert p.code == 2 and "ambiguous" in p.stderr and "Traceback" not in p.stderr

@@ -87,8 +87,48 @@ def test_ties_break_by_best_rank_then_member_order() -> None:
     # equal weighted scores, different best ranks: the better-ranked one first
     tie = weighted([[("x", 1.0), ("y", 1.0)], []], [1.0, 1.0], "minmax")
     assert tie == [("x", 1.0), ("y", 1.0)]
-    # independent of input dict order: same answer twice
-    assert rrf([A, B]) == rrf([A, B])
+
+
+def _reference_order(lists: list[list[tuple[str, float]]],
+                     score: dict[str, float]) -> list[str]:
+    """The documented order, computed without the module: -score, best rank, its member,
+    doc id; documents visited in sorted-id order (not in the order they arrive)."""
+    def key(d: str) -> tuple[float, int, int, str]:
+        best = min((rank, m) for m, lst in enumerate(lists)
+                   for rank, (doc, _) in enumerate(lst, start=1) if doc == d)
+        return (-score[d], best[0], best[1], d)
+
+    return sorted(sorted(score), key=key)
+
+
+def test_order_does_not_depend_on_arrival_order() -> None:
+    """Many exact ties (RRF of mirrored ranks): the fused order must follow the documented
+    tie rule, never the order in which documents happened to be inserted."""
+    import random
+
+    rng = random.Random(7)
+    for case in range(200):
+        docs = [f"d{i}" for i in range(rng.randint(2, 8))]
+        lists = []
+        for _ in range(rng.randint(2, 3)):
+            picked = rng.sample(docs, rng.randint(1, len(docs)))
+            lists.append([(d, float(len(picked) - i)) for i, d in enumerate(picked)])
+        k = rng.choice([0, 1, 60])
+        score = {}
+        for d in sorted({d for lst in lists for d, _ in lst}):
+            total = 0.0
+            for lst in lists:  # same member order of additions as the module: exact floats
+                ranks = [r for r, (doc, _) in enumerate(lst, start=1) if doc == d]
+                if ranks:
+                    total += 1.0 / (k + ranks[0])
+            score[d] = total
+        got = rrf(lists, k=k)
+        assert _ids(got) == _reference_order(lists, score), (case, lists)
+        assert dict(got) == score
+        # the same lists given in reverse member order: the same scores, and ties now go to
+        # what was the last member (the rule, not the insertion order, decides)
+        rev = list(reversed(lists))
+        assert _ids(rrf(rev, k=k)) == _reference_order(rev, score)
 
 
 def test_duplicates_count_once() -> None:

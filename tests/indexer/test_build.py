@@ -15,9 +15,9 @@ from embedarena.indexer.build import (
     dense_mapping,
     doc_uid,
     index_meta,
-    slug,
 )
 from embedarena.indexer.es import Target
+from embedarena.names import index_slug, slug
 
 from .fakes import BigramEmbedder
 
@@ -44,8 +44,10 @@ def test_flat_with_hnsw_params_is_refused() -> None:
 
 
 def test_slug_and_doc_uid() -> None:
-    assert slug("BGE Fine-tuned/v2") == "bge-fine-tuned-v2"
-    assert slug("微调") and slug("微调") != slug("原始")
+    assert index_slug("BGE Fine-tuned/v2") == "bge-fine-tuned-v2"
+    assert index_slug("微调") and index_slug("微调") != index_slug("原始")
+    assert slug("原数据") == "原数据" and slug("bge ft/v2") == "bge-ft-v2"
+    assert slug("..") == "unnamed"
     assert doc_uid("<dbpedia:X>") == doc_uid("<dbpedia:X>") and len(doc_uid("a")) == 40
 
 

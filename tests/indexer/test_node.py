@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -162,13 +160,12 @@ def test_anonymous_request_gets_401(es_node) -> None:  # noqa: ANN001
 
 
 @pytest.mark.es
-def test_wrong_password_is_one_clear_line(es_node, tmp_path: Path) -> None:  # noqa: ANN001
-    env = {**os.environ, "EMBEDARENA_ES_URL": es_node.url, "EMBEDARENA_ES_USERNAME": "elastic",
-           "EMBEDARENA_ES_PASSWORD": "definitely-wrong-pw"}
-    env.pop("EMBEDARENA_ES_PASSWORD_FILE", None)
-    proc = subprocess.run([sys.executable, "-m", "embedarena", "es", "status"], env=env,
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert proc.returncode == 6
+def test_wrong_password_is_one_clear_line(cli, es_node, tmp_path: Path) -> None:  # noqa: ANN001
+    """`embedarena es status` in process, through the real `main()`."""
+    env = {"EMBEDARENA_ES_URL": es_node.url, "EMBEDARENA_ES_USERNAME": "elastic",
+           "EMBEDARENA_ES_PASSWORD": "definitely-wrong-pw", "EMBEDARENA_ES_PASSWORD_FILE": None}
+    proc = cli("es", "status", env=env, cwd=tmp_path)
+    assert proc.code == 6
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1, err
     assert "authentication failed" in err and es_node.url in err

@@ -1,35 +1,42 @@
-"""`embedarena mine` and `embedarena train` as a user calls them."""
+"""`embedarena mine` and `embedarena train` as a user calls them (in process, through the
+real `main()`; tests/cli/test_smoke.py starts each once as a subprocess)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from tests.conftest import CliResult
 from tests.training.conftest import write_jsonl
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "embedarena", *args], capture_output=True,
-                          text=True, timeout=300, env={"COLUMNS": "200", "PATH": "/usr/bin"})
+@pytest.fixture
+def embedarena(cli: Callable[..., CliResult], tmp_path: Path) -> Callable[..., CliResult]:
+    """Without Elasticsearch settings, with a private state dir: these commands need no ES."""
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("EMBEDARENA_ES_")}
+    return lambda *args: cli(*args, env={**env, "EMBEDARENA_HOME": str(tmp_path / "home")})
 
 
-def test_help_texts() -> None:
+def test_help_texts(embedarena: Callable[..., CliResult]) -> None:
     for cmd in (["mine"], ["train", "embedder"]):
-        res = _cli(*cmd, "--help")
-        assert res.returncode == 0, res.stderr
+        res = embedarena(*cmd, "--help")
+        assert res.code == 0, res.stderr
         assert "Example:" in res.stdout
 
 
-def test_mine_cli_writes_every_row_and_counts(tmp_path: Path) -> None:
+def test_mine_cli_writes_every_row_and_counts(embedarena: Callable[..., CliResult],
+                                              tmp_path: Path) -> None:
     rows = [{"query": "甲状腺结节和甲状腺癌", "pos": ["甲状腺结节"], "neg": []},
             {"query": "甲状腺结节和甲状腺癌", "pos": ["甲状腺癌"], "neg": ["甲状腺炎"]},
             {"query": "高血压 [头晕]", "pos": ["高血压"], "neg": ["低血压", "甲状腺功能亢进"]}]
     src = write_jsonl(tmp_path / "train.jsonl", rows)
     out = tmp_path / "mined.jsonl"
-    res = _cli("mine", str(src), str(out), "--model", "bm25", "--range", "0-10", "-n", "5")
-    assert res.returncode == 0, res.stderr
+    res = embedarena("mine", str(src), str(out), "--model", "bm25", "--range", "0-10", "-n", "5")
+    assert res.code == 0, res.stderr
     assert "gold from another row of the query" in res.stdout
     got = [json.loads(ln) for ln in out.read_text(encoding="utf-8").splitlines()]
     assert [g["query"] for g in got] == [r["query"] for r in rows]
@@ -37,9 +44,9 @@ def test_mine_cli_writes_every_row_and_counts(tmp_path: Path) -> None:
         assert not {"甲状腺结节", "甲状腺癌"} & set(g["neg"])
 
 
-def test_mine_cli_names_the_bad_line(tmp_path: Path) -> None:
+def test_mine_cli_names_the_bad_line(embedarena: Callable[..., CliResult], tmp_path: Path) -> None:
     src = tmp_path / "bad.jsonl"
     src.write_text('{"query": "a", "pos": ["b"]}\n{"query": "c", "pos": []}\n', encoding="utf-8")
-    res = _cli("mine", str(src), str(tmp_path / "o.jsonl"), "--model", "bm25")
-    assert res.returncode != 0
+    res = embedarena("mine", str(src), str(tmp_path / "o.jsonl"), "--model", "bm25")
+    assert res.code != 0
     assert "bad.jsonl:line 2" in res.stderr and "Traceback" not in res.stderr

@@ -137,6 +137,37 @@ def test_resume_continues_from_the_saved_step(tiny_encoder: Path, tmp_path: Path
     assert all(np.allclose(a[k], b[k], atol=1e-5) for k in a), "resume == uninterrupted run"
 
 
+def test_progress_and_notes_go_through_the_shared_progress(tiny_encoder: Path,
+                                                            tmp_path: Path) -> None:
+    from embedarena import progress
+
+    train = write_jsonl(tmp_path / "train.jsonl", toy_rows())
+    rec = progress.RecordingProgress()
+    with progress.using(rec):
+        res = train_embedder(_cfg(tiny_encoder, train, tmp_path / "out", max_steps=3,
+                                  progress=True))
+    [task] = rec.tasks
+    assert (task.total, task.completed, task.closed) == (3, 3, True)
+    assert task.description == f"train (epoch {3 / 6:.2f}, loss {res.losses[-1][1]:.4f})"
+    assert any(msg.startswith("vocabulary: ") for _, msg in rec.notes), rec.notes
+    meta = json.loads((tmp_path / "out" / "embedarena_training.json").read_text())
+    assert meta["config"]["max_steps"] == 3 and meta["config"]["progress"] is True
+
+
+def test_training_imports_no_cli_pipeline_or_rich() -> None:
+    """Library code reports through `embedarena.progress`; the CLI owns the screen."""
+    import ast
+
+    import embedarena.training.embedder as mod
+
+    tree = ast.parse(Path(mod.__file__).read_text(encoding="utf-8"))
+    names = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    bad = {m for m in names if m.split(".")[0] == "rich"
+           or m.startswith(("embedarena.cli", "embedarena.pipeline"))}
+    assert not bad
+
+
 def test_vocabulary_check_and_extension(tiny_encoder: Path, tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 

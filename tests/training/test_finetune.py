@@ -1,4 +1,5 @@
-"""`finetune:` experiment entries: planned, mined, trained once, reused, keyed by inputs."""
+"""`finetune:` experiment entries: parsed once, planned, mined, trained once, reused, keyed by
+inputs."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from embedarena.embedders.hf import HFSpec
 from embedarena.errors import ConfigError
-from embedarena.training.finetune import expand_finetune_entries, plan_finetune
+from embedarena.experiment import Experiment
+from embedarena.experiment import parse_model_entry as parse
+from embedarena.training.finetune import FinetuneSpec, plan_finetune
 from tests.training.conftest import toy_rows, write_jsonl
 
 pytest.importorskip("torch")
@@ -24,46 +28,56 @@ def _entry(model: Path, **args: object) -> dict[str, object]:
                          "report_to": "none", "device": "cpu", **args}}
 
 
+def _spec(entry: dict[str, object], base_dir: Path) -> FinetuneSpec:
+    spec = parse(entry, context={"base_dir": base_dir})
+    assert isinstance(spec, FinetuneSpec)
+    return spec
+
+
 def test_plan_validates_and_keys_by_inputs(tiny_encoder: Path, tmp_path: Path) -> None:
     write_jsonl(tmp_path / "train.jsonl", toy_rows(8))
-    a = plan_finetune(_entry(tiny_encoder), tmp_path, tmp_path / "runs")
+    a = plan_finetune(_spec(_entry(tiny_encoder), tmp_path), tmp_path / "runs")
     assert a.out_dir.parent == tmp_path / "runs" / "finetune"
-    assert a.key == plan_finetune(_entry(tiny_encoder), tmp_path, tmp_path / "runs").key
-    assert a.key != plan_finetune(_entry(tiny_encoder, learning_rate=1e-4), tmp_path,
+    assert a.key == plan_finetune(_spec(_entry(tiny_encoder), tmp_path), tmp_path / "runs").key
+    assert a.key != plan_finetune(_spec(_entry(tiny_encoder, learning_rate=1e-4), tmp_path),
                                   tmp_path / "runs").key
     write_jsonl(tmp_path / "train.jsonl", toy_rows(9))  # new data → new model
-    assert a.key != plan_finetune(_entry(tiny_encoder), tmp_path, tmp_path / "runs").key
+    assert a.key != plan_finetune(_spec(_entry(tiny_encoder), tmp_path), tmp_path / "runs").key
     with pytest.raises(ConfigError, match="unknown finetune settings.*'epoch'"):
-        plan_finetune(_entry(tiny_encoder, epoch=2), tmp_path, tmp_path)
-    with pytest.raises(ConfigError, match="only hf models"):
-        plan_finetune({"name": "x", "finetune": {"base": "bm25", "train": "train.jsonl"}},
-                      tmp_path, tmp_path)
+        _spec(_entry(tiny_encoder, epoch=2), tmp_path)
+    with pytest.raises(ConfigError, match="only hf models|cannot be used here"):
+        _spec({"name": "x", "finetune": {"base": "bm25", "train": "train.jsonl"}}, tmp_path)
     with pytest.raises(ConfigError, match="does not exist"):
-        plan_finetune({"name": "x", "finetune": {"base": "minilm", "train": "nope.jsonl"}},
-                      tmp_path, tmp_path)
+        _spec({"name": "x", "finetune": {"base": "minilm", "train": "nope.jsonl"}}, tmp_path)
+    with pytest.raises(ConfigError, match="unknown settings \\['poolng'\\] beside finetune"):
+        _spec({**_entry(tiny_encoder), "poolng": "cls"}, tmp_path)
 
 
-def test_expand_trains_once_then_reuses(tiny_encoder: Path, tmp_path: Path) -> None:
+def test_experiment_adds_the_base_then_materialize_trains_once(tiny_encoder: Path,
+                                                               tmp_path: Path) -> None:
     write_jsonl(tmp_path / "train.jsonl", toy_rows(8))
+    exp = Experiment.model_validate({"name": "e", "models": ["bm25", _entry(tiny_encoder)]},
+                                    context={"base_dir": tmp_path})
+    assert exp.model_names == ["bm25", "tiny", "tiny-ft"]  # the base, to compare against
+    assert exp.added_bases == [("tiny", "tiny-ft")]
+    ft = exp.model("tiny-ft")
+    assert isinstance(ft, FinetuneSpec)
     notes: list[str] = []
-    models = expand_finetune_entries(["bm25", _entry(tiny_encoder)], tmp_path,
-                                     tmp_path / "runs", log=notes.append)
-    assert models[0] == "bm25"
-    assert models[1]["name"] == "tiny"  # the base was added to compare against
-    ft = models[2]
-    assert ft["name"] == "tiny-ft" and ft["type"] == "hf" and ft["progress"] is False
-    model_dir = Path(ft["path"])
+    planned = ft.materialize(tmp_path / "runs", train=False)
+    assert not Path(planned.path).exists()  # planned, not trained
+    hf = ft.materialize(tmp_path / "runs", log=notes.append)
+    assert isinstance(hf, HFSpec) and hf == planned
+    assert hf.name == "tiny-ft" and hf.progress is False  # entry keys go to the hf model
+    model_dir = Path(hf.path)
     assert (model_dir / "model.safetensors").is_file()
     assert (model_dir.parent / "train.mined.jsonl").is_file()
     assert any("mined" in n for n in notes) and any("training" in n for n in notes)
     stamp = (model_dir / "model.safetensors").stat().st_mtime_ns
     notes.clear()
-    again = expand_finetune_entries(["bm25", _entry(tiny_encoder)], tmp_path,
-                                    tmp_path / "runs", log=notes.append)
-    assert again == models
+    assert ft.materialize(tmp_path / "runs", log=notes.append) == hf
     assert any("reusing" in n for n in notes) and not any("training" in n for n in notes)
     assert (model_dir / "model.safetensors").stat().st_mtime_ns == stamp
-    from embedarena.embedders.base import create_embedder
+    from embedarena.embedders.registry import create_embedder
 
-    vecs = create_embedder(ft).embed_documents(["what is 1 the"])
+    vecs = create_embedder(hf).embed_documents(["what is 1 the"])
     assert vecs.shape == (1, 32)

@@ -4,9 +4,6 @@ eval, base added for comparison; a second run reuses the model and the indexes."
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,13 +22,8 @@ ROWS: list[dict[str, object]] = [
 ]
 
 
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "embedarena", *args], capture_output=True,
-                          text=True, timeout=600, env={**os.environ, **env, "COLUMNS": "200"})
-
-
 @pytest.mark.es
-def test_run_mines_trains_indexes_and_compares(es_node, es_prefix: str,  # noqa: ANN001
+def test_run_mines_trains_indexes_and_compares(cli, es_node, es_prefix: str,  # noqa: ANN001
                                                tiny_encoder: Path, tmp_path: Path) -> None:
     env = {**es_node.env, "EMBEDARENA_HOME": str(tmp_path / "home")}
     (tmp_path / "label.json").write_text(json.dumps(LABELS, ensure_ascii=False),
@@ -54,8 +46,8 @@ def test_run_mines_trains_indexes_and_compares(es_node, es_prefix: str,  # noqa:
         " backend: torch, use_gpu: false}\n"
         "      max_steps: 3\n      batch_size: 3\n      train_group_size: 2\n"
         "      report_to: none\n      device: cpu\n", encoding="utf-8")
-    first = _cli(env, "run", str(exp), "--no-report")
-    assert first.returncode == 0, first.stderr[-3000:]
+    first = cli("run", exp, "--no-report", env=env)
+    assert first.code == 0, first.stderr[-3000:]
     out = tmp_path / "runs" / "ft"
     summary = {m["model"]: m for m in json.loads((out / "experiment.json").read_text())["models"]}
     assert set(summary) == {"tiny", "tiny-ft"}, "the base model was added to compare"
@@ -68,8 +60,8 @@ def test_run_mines_trains_indexes_and_compares(es_node, es_prefix: str,  # noqa:
     assert all(not both & set(r["neg"]) for r in mined if r["query"] == ROWS[1]["query"])
     assert "tiny-ft" in first.stdout and "tiny" in first.stdout
 
-    second = _cli(env, "run", str(exp), "--no-report")
-    assert second.returncode == 0, second.stderr[-3000:]
+    second = cli("run", exp, "--no-report", env=env)
+    assert second.code == 0, second.stderr[-3000:]
     assert "reusing the fine-tuned model" in second.stderr
     summary = {m["model"]: m for m in json.loads((out / "experiment.json").read_text())["models"]}
     assert summary["tiny-ft"]["reused_index"] and summary["tiny"]["reused_index"]

@@ -9,8 +9,8 @@ import pytest
 
 from embedarena.data.readers import TrainExample, load_train
 from embedarena.errors import ConfigError
+from embedarena.indexer.bm25 import LocalBM25
 from embedarena.training.mining import (
-    BM25,
     MineConfig,
     dense_search,
     mine,
@@ -65,13 +65,37 @@ def test_negatives_come_from_the_sampling_range() -> None:
     a, b = 2, 6
     out, _ = mine(rows, MineConfig(model="bm25", range_for_sampling=(a, b),
                                    negative_number=10), pool=LABELS)
-    bm = BM25(LABELS)
+    bm = LocalBM25(LABELS)  # what `bm25` (the standard chain) mines with
     for ex in out:
         window = {LABELS[i] for i, _ in bm.search(ex.query, b)[a:b]}
         assert set(ex.neg) <= window
     # BM25 ranks only labels sharing a character with the query: the first question's
     # window (ranks 2-5) holds non-gold thyroid labels, which must be mined.
     assert out[0].neg
+
+
+@pytest.mark.parametrize("model", ["bm25", "bm25:bigram", {"type": "bm25", "chain": "jieba"}])
+def test_bm25_mines_with_the_rows_chain(model: object) -> None:
+    """`bm25:<chain>` ranks in process with that chain's terms and the ES row's scoring."""
+    if "jieba" in str(model):
+        pytest.importorskip("jieba")
+    chain = {"bm25": "standard", "bm25:bigram": "bigram"}.get(str(model), "jieba")
+    rows = _label_rows()
+    a, b = 0, 6
+    out, stats = mine(rows, MineConfig(model=model, range_for_sampling=(a, b),
+                                       negative_number=10), pool=LABELS)
+    assert f"chain {chain}" in stats.backend
+    bm = LocalBM25(LABELS, chain)
+    for ex in out:
+        window = [LABELS[i] for i, _ in bm.search(ex.query, b)[a:b]]
+        gold = {p for r in rows if r.query == ex.query for p in r.pos}
+        assert sorted(ex.neg) == sorted(t for t in window if t not in gold)
+
+
+def test_bm25_in_process_refuses_a_chain_only_es_can_analyse() -> None:
+    with pytest.raises(ConfigError, match="'cjk-bigram' has no in-process tokenizer"):
+        mine(_label_rows(), MineConfig(model="bm25:cjk-bigram", range_for_sampling=(0, 5),
+                                       negative_number=2), pool=LABELS)
 
 
 def test_negative_number_and_seed() -> None:
@@ -90,7 +114,7 @@ def test_margin_drops_candidates_scoring_near_the_positive() -> None:
     plain, _ = mine(rows, MineConfig(model="bm25", range_for_sampling=(0, 5),
                                      negative_number=5), pool=pool)
     assert "甲状腺结节病" in plain[0].neg
-    bm = BM25(pool)
+    bm = LocalBM25(pool)
     gap = bm.score("甲状腺结节", "甲状腺结节") - bm.score("甲状腺结节", "甲状腺结节病")
     assert gap > 0
     strict, stats = mine(rows, MineConfig(model="bm25", range_for_sampling=(0, 5),
@@ -165,11 +189,20 @@ def test_mining_against_elasticsearch(es_node, es_prefix: str, tiny_encoder: Pat
     rows = _label_rows()
     cfg = MineConfig(model=model, range_for_sampling=(0, 12), negative_number=12,
                      backend="es", index_prefix=es_prefix)
-    out, stats = mine(rows, cfg, pool=LABELS)
+    from embedarena.arena import es_mining_search
+
+    with pytest.raises(ConfigError, match="arena.mine_file"):
+        mine(rows, cfg, pool=LABELS)  # an index search comes from the arena, never implied
+    out, stats = mine(rows, cfg, pool=LABELS, search=es_mining_search(cfg))
     assert "Elasticsearch" in stats.backend
     for ex in out:
         gold = {p for r in rows if r.query == ex.query for p in r.pos}
         assert not set(ex.neg) & gold
+    if not dense:  # one tokenizer and one BM25: in process mines what the index mines
+        local, lstats = mine(rows, MineConfig(model=model, range_for_sampling=(0, 12),
+                                              negative_number=12, backend="auto"), pool=LABELS)
+        assert "in process" in lstats.backend
+        assert [sorted(e.neg) for e in local] == [sorted(e.neg) for e in out]
     if dense:  # knn fills the depth: every non-gold label comes back
         assert all(len(ex.neg) == len(LABELS) - 2 for ex in out)
         inproc, _ = mine(rows, MineConfig(model=model, range_for_sampling=(0, 12),

@@ -85,11 +85,12 @@ def main() -> None:
     except typer.Abort:
         err_console.print("[yellow]aborted[/]")
         sys.exit(1)
-    except Exception as e:  # click usage errors arrive here under standalone_mode=False
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
+    except Exception as e:  # usage errors arrive here under standalone_mode=False
+        # click's, or the copy of click that typer >= 0.29 vendors (typer._click): both
+        # carry show() and exit_code, so duck typing covers either
+        show, code = getattr(e, "show", None), getattr(e, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            sys.exit(code)
         raise
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -21,31 +21,6 @@ def _runs(path: Path) -> list[tuple[Path, Run]]:
     return [(d, Run.load(d)) for d in find_run_dirs([path])]
 
 
-def _dev_run_by_search(test: Run, dev_file: Path, depth: int) -> Run:
-    """Search the dev queries with the test run's model (from its saved settings and alias)."""
-    from embedarena import pipeline as pl
-    from embedarena.experiment import QuerySource
-    from embedarena.indexer.es import connect
-
-    meta = test.meta
-    if meta.get("search") == "hybrid":
-        raise ConfigError(f"run of '{test.model}' is a hybrid: give --dev a run directory of the "
-                          "dev queries (embedarena run/eval writes one)")
-    raw: Any = meta.get("model_settings")
-    if meta.get("search") == "bm25":
-        raw = {"type": "bm25", "name": test.model, "analyzer": meta.get("analyzer", "standard")}
-    if not raw or not meta.get("alias"):
-        raise ConfigError(f"run of '{test.model}' does not record its model settings and index "
-                          "alias; give --dev a run directory instead of a query file")
-    handle = pl.prepare_model(raw)
-    handle.alias = str(meta["alias"])
-    qs = pl.load_query_sources([QuerySource(path=dev_file)])[0]
-    client, target = connect()
-    with pl.progress_bar() as progress:
-        return pl.evaluate_model(client, target, handle, qs, depth,
-                                 int(meta.get("num_candidates", 100)), progress=progress)
-
-
 def calibrate_cmd(
     run_dir: Path = typer.Argument(..., exists=True, metavar="RUN_DIR",
                                    help="Test run directory, or a folder of "
@@ -82,9 +57,9 @@ def calibrate_cmd(
 
     Example: embedarena calibrate runs/exp/test --dev runs/exp/dev --k 1,5
     """
+    from embedarena.arena import save_json
     from embedarena.cli.evaluate import parse_ks
     from embedarena.evaluation.calibrate import calibrate
-    from embedarena.pipeline import save_json
 
     cut = parse_ks(ks)
     corpus_ids = None
@@ -109,7 +84,11 @@ def calibrate_cmd(
                 raise DataError(dev, f"no dev run of model '{test.model}' (dev runs: "
                                 f"{', '.join(dev_runs) or 'none'})")
             depth = max((len(r.retrieved) for r in test.results), default=10)
-            dev_run = _dev_run_by_search(test, dev, depth)
+            from embedarena.arena import search_like
+            from embedarena.cli.progress import CliProgress
+
+            with CliProgress() as progress:
+                dev_run = search_like(test, dev, depth, progress=progress)
         try:
             cal = calibrate(dev_run, test, cut, sigmoid, target_precision, corpus_ids,
                             none_label, correct, objective)

@@ -48,6 +48,8 @@ def prepare(
     test_size: str = typer.Option("0.1", help="Test rows: a fraction (0.1) or a count (234)."),
     seed: int = typer.Option(42, help="Seed for the split and the negatives."),
     sheet: str | None = typer.Option(None, help="Worksheet name (default: the first)."),
+    encoding: str | None = typer.Option(None, help="Encoding of a CSV/TSV file (default: "
+                                        "detected: UTF-8, UTF-8 with BOM, or GBK/GB18030)."),
 ) -> None:
     """Turn a labelled spreadsheet into train/test JSONL and a label corpus.
 
@@ -60,7 +62,8 @@ def prepare(
 
     res = prepare_spreadsheet(source, out, question_column=question_column,
                               label_prefix=label_prefix, negatives=negatives,
-                              test_size=parse_test_size(test_size), seed=seed, sheet=sheet)
+                              test_size=parse_test_size(test_size), seed=seed, sheet=sheet,
+                              encoding=encoding)
     table = Table(title=f"prepare {escape(str(source))}", show_header=False)
     table.add_row("label columns", escape(", ".join(res.label_columns)))
     table.add_row("rows read", str(res.rows_read))
@@ -100,12 +103,15 @@ def fetch(
 
     Example: embedarena data fetch cranfield
     """
+    from embedarena.cli.progress import CliProgress
     from embedarena.data.datasets import dataset_names, get_spec
     from embedarena.data.fetch import fetch as do_fetch
+    from embedarena.progress import using
 
     names = dataset_names() if name == "all" else [get_spec(name).name]
     for n in names:
-        res = do_fetch(n, dest=dest, mirror=mirror, progress=progress)
+        with CliProgress() as bar, using(bar):
+            res = do_fetch(n, dest=dest, mirror=mirror, progress=progress)
         console.print(f"{n}: downloaded {len(res.downloaded)} file(s) "
                       f"({res.bytes_downloaded:,} bytes), {len(res.present)} already present "
                       f"→ {escape(str(res.folder))}")
@@ -150,6 +156,8 @@ def inspect(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Count and skip bad records "
                                                             "instead of stopping at the first."),
     show: int = typer.Option(10, help="How many problem queries to list."),
+    encoding: str | None = typer.Option(None, help="Encoding of a CSV/TSV file (default: "
+                                        "detected: UTF-8, UTF-8 with BOM, or GBK/GB18030)."),
 ) -> None:
     """Check a corpus, query or training file and print what was found.
 
@@ -170,7 +178,7 @@ def inspect(
     if kind == "corpus":
         docs, report = readers.load_corpus_with_report(path, column=column, id_field=id_field,
                                                        text_field=text_field,
-                                                       skip_bad=skip_bad)
+                                                       skip_bad=skip_bad, encoding=encoding)
         _report_rows(table, report)
         table.add_row("documents", str(len(docs)))
         if docs.texts:
@@ -182,7 +190,8 @@ def inspect(
             table.add_row("metadata fields", escape(", ".join(fields)))
         console.print(table)
     elif kind == "queries":
-        qs, report = readers.load_queries_with_report(path, skip_bad=skip_bad)
+        qs, report = readers.load_queries_with_report(path, skip_bad=skip_bad,
+                                                      encoding=encoding)
         _report_rows(table, report)
         table.add_row("queries", str(len(qs)))
         n_rel = [len(q.relevant) for q in qs]

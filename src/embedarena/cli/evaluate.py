@@ -58,52 +58,26 @@ def eval_cmd(
 
     Example: embedarena eval --model minilm --queries test.jsonl --k 1,2,5 --out runs/minilm
     """
-    from embedarena import pipeline as pl
-    from embedarena.evaluation.compare import Comparison
-    from embedarena.evaluation.metrics import evaluate, parse_metrics
-    from embedarena.experiment import CorpusSource, QuerySource
-    from embedarena.indexer.build import IndexOptions
-    from embedarena.indexer.es import connect, server_version
+    from embedarena.arena import inline_experiment, run_experiment
+    from embedarena.cli.progress import CliProgress
+    from embedarena.indexer.build import alias_for
 
-    names = metrics_from_ks(ks, metrics)
-    specs = parse_metrics(names)
-    depth = pl.depth_for(names, None)
-    qs = pl.load_query_sources([QuerySource(path=queries, skip_bad=skip_bad)])[0]
-    docs = (pl.load_corpus_source(CorpusSource(path=corpus, skip_bad=skip_bad)) if corpus
-            else None)
-    if docs is not None:
-        missing = pl.gold_coverage(docs, qs)
-        if missing:
-            err_console.print(f"[yellow]warning:[/] {len(missing)} of {len(qs)} queries have gold "
-                              f"labels that are not in the corpus (e.g. query {next(iter(missing))}"
-                              f": {next(iter(missing.values()))[:3]}); they cannot be found")
-    client, target = connect()
-    es_version = server_version(client, target)
-    comparison = Comparison()
-    with pl.progress_bar() as progress:
-        for raw in model:
-            handle = pl.prepare_model(raw, prefix, cache=not no_cache)
-            if docs is not None:
-                pl.build_index(client, target, handle, docs, IndexOptions(), progress=progress)
-            run = pl.evaluate_model(client, target, handle, qs, depth, num_candidates,
-                                    corpus_sha=docs.sha256() if docs else None,
-                                    progress=progress)
-            run.meta.update(pl.run_metadata(target, es_version, {
-                "queries": str(queries), "queries_sha256": qs.sha256(),
-                "cache": _cache_stats(handle)}))
-            result = evaluate(run, specs)
-            run_dir = out if len(model) == 1 else out / handle.alias.removeprefix(prefix)
-            run.save(run_dir)
-            result.save(run_dir / "metrics.json")
-            comparison.add(handle.name, qs.name, result, ann=run.meta.get("ann_check"))
-            err_console.print(f"wrote {run_dir}")
-    console.print(comparison.to_rich_table())
+    exp = inline_experiment(
+        model, name="eval", corpus={"path": corpus} if corpus else None,
+        queries=[{"path": queries}], metrics=metrics_from_ks(ks, metrics),
+        index={"prefix": prefix, "num_candidates": num_candidates}, cache=not no_cache,
+        out=out)
+    single = len(exp.models) == 1
 
+    def place(name: str, qs: object) -> Path:
+        return out if single else out / alias_for(name, prefix).removeprefix(prefix)
 
-def _cache_stats(handle: object) -> dict[str, int]:
-    emb = getattr(handle, "embedder", None)
-    stats = getattr(emb, "stats", None)
-    return dict(stats) if isinstance(stats, dict) else {}
+    with CliProgress() as progress:
+        result = run_experiment(exp, out, progress=progress, skip_bad=skip_bad, run_dir=place,
+                                save_comparison=False, report=False)
+    for where in result.run_dirs.values():
+        err_console.print(f"wrote {where}")
+    console.print(result.comparison.to_rich_table())
 
 
 def register(app: typer.Typer) -> None:

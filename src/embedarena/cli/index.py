@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from embedarena.cli.console import console, err_console
+from embedarena.cli.console import console
 from embedarena.errors import ConfigError
 
 app = typer.Typer(
@@ -50,63 +50,30 @@ def build(
 
     Example: embedarena index build --model minilm --model bm25 --dataset cranfield
     """
-    from embedarena import pipeline as pl
-    from embedarena.experiment import CorpusSource, IndexConfig, load_experiment
-    from embedarena.indexer.es import connect
+    from embedarena.arena import inline_experiment, run_experiment
+    from embedarena.cli.progress import CliProgress
+    from embedarena.cli.render import print_builds
+    from embedarena.experiment import load_experiment
 
     if experiment is not None:
         exp = load_experiment(experiment)
-        csrc = exp.corpus
-        csrc.skip_bad = csrc.skip_bad or skip_bad
-        icfg = exp.index
-        from embedarena.training.finetune import expand_finetune_entries
-
-        assert exp.out is not None  # load_experiment always sets it
-        # `finetune:` entries become the hf entry of their trained model (trained if needed)
-        raw_models: list[object] = expand_finetune_entries(
-            list(exp.models), experiment.resolve().parent, exp.out, log=err_console.print,
-            console=err_console, only=list(model) or None)
-        if model:
-            raw_models = _select(raw_models, model)
+        if no_cache:
+            exp.cache = False
+        only = list(model) or None
     else:
         if not model:
             raise ConfigError("name at least one --model (or give --experiment)")
         if (corpus is None) == (dataset is None):
             raise ConfigError("give exactly one of --corpus or --dataset")
-        csrc = CorpusSource(path=corpus, dataset=dataset, column=column, skip_bad=skip_bad)
-        icfg = IndexConfig(prefix=prefix, type=index_type,  # type: ignore[arg-type]
-                           similarity=similarity)  # type: ignore[arg-type]
-        raw_models = list(model)
-    docs = pl.load_corpus_source(csrc)
-    err_console.print(f"corpus: {len(docs)} documents from {docs.source}")
-    client, target = connect()
-    opts = pl.index_options(icfg)
-    with pl.progress_bar() as progress:
-        for raw in raw_models:
-            handle = pl.prepare_model(raw, icfg.prefix, cache=not no_cache)
-            if handle.hybrid:
-                console.print(f"{handle.name}: hybrid row, searches its members' indexes")
-                continue
-            res = pl.build_index(client, target, handle, docs, opts, force=force,
-                                 keep_old=keep_old, progress=progress)
-            if res.reused:
-                console.print(f"{handle.name}: index {res.alias} is current "
-                              f"({res.docs} docs, same model fingerprint and corpus); reused")
-            else:
-                console.print(f"{handle.name}: built {res.index} ({res.docs} docs, "
-                              f"{res.seconds:.1f} s) → alias {res.alias}"
-                              + (f"; deleted {', '.join(res.deleted_old)}"
-                                 if res.deleted_old else ""))
-
-
-def _select(raw_models: list[object], names: list[str]) -> list[object]:
-    from embedarena.embedders.spec import parse_model_spec
-
-    by_name = {parse_model_spec(m).name: m for m in raw_models}
-    missing = [n for n in names if n not in by_name]
-    if missing:
-        raise ConfigError(f"no model named {missing} in the experiment; it has {list(by_name)}")
-    return [by_name[n] for n in names]
+        exp = inline_experiment(
+            model, name="index", corpus={"path": corpus, "dataset": dataset, "column": column},
+            index={"prefix": prefix, "type": index_type, "similarity": similarity},
+            cache=not no_cache)
+        only = None
+    with CliProgress() as progress:
+        result = run_experiment(exp, only=only, force=force, search=False, keep_old=keep_old,
+                                progress=progress, skip_bad=skip_bad, report=False)
+    print_builds(result)
 
 
 @app.command("list")

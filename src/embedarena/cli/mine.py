@@ -45,7 +45,9 @@ def mine_cmd(
     """
     from rich.table import Table
 
-    from embedarena.training.mining import MineConfig, mine_file, parse_range
+    from embedarena.arena import mine_file
+    from embedarena.cli.progress import CliProgress
+    from embedarena.training.mining import MineConfig, parse_range
 
     cfg = MineConfig(model=model, range_for_sampling=parse_range(range_for_sampling),
                      negative_number=negative_number,
@@ -56,13 +58,12 @@ def mine_cmd(
     from rich.markup import escape
 
     err_console.print(f"mining {escape(str(input))} with {escape(model)} …")
-    stats = mine_file(input, output, cfg)
+    with CliProgress() as progress:
+        stats = mine_file(input, output, cfg, progress=progress)
     table = Table(title=f"mined {escape(str(output))}", show_header=False)
     for k, v in stats.table():
         table.add_row(k, v)
     console.print(table)
-    from rich.markup import escape
-
     for note in stats.notes:
         err_console.print(f"input: {escape(note)}")
     if stats.rows_without_negatives:

@@ -11,25 +11,6 @@ from embedarena.cli.console import console, err_console
 from embedarena.errors import ConfigError
 
 
-def _hybrid_entry(models: list[Any], name: str | None) -> Any:
-    from embedarena.embedders.spec import HybridSpec, parse_model_spec
-
-    hybrids = [s for s in (parse_model_spec(m) for m in models) if isinstance(s, HybridSpec)]
-    if name is None:
-        if not hybrids:
-            raise ConfigError("the experiment has no hybrid model; add one, e.g. "
-                              "{name: hyb, hybrid: [bm25, minilm]}")
-        if len(hybrids) > 1:
-            raise ConfigError(f"the experiment has {len(hybrids)} hybrid models "
-                              f"({', '.join(h.name for h in hybrids)}); choose one with --hybrid")
-        return hybrids[0]
-    for h in hybrids:
-        if h.name == name:
-            return h
-    raise ConfigError(f"no hybrid model named '{name}' in the experiment; hybrids: "
-                      f"{', '.join(h.name for h in hybrids) or 'none'}")
-
-
 def tune_fusion_cmd(
     experiment: Path = typer.Argument(..., exists=True, dir_okay=False, metavar="EXPERIMENT",
                                       help="Experiment YAML with a hybrid model entry."),
@@ -58,77 +39,22 @@ def tune_fusion_cmd(
 
     Example: embedarena tune-fusion examples/hybrid.yaml --hybrid hyb --objective ndcg@10
     """
-    from embedarena import pipeline as pl
-    from embedarena.data.datasets import split_queries
-    from embedarena.data.types import Query, QuerySet
-    from embedarena.evaluation.fusion import param_grid, tune_then_test
-    from embedarena.evaluation.hybrid import member_runs, resolve_members
-    from embedarena.evaluation.metrics import parse_metric
-    from embedarena.experiment import load_experiment
-    from embedarena.indexer.es import connect
+    from embedarena.arena import tune_fusion
+    from embedarena.cli.progress import CliProgress
 
-    exp = load_experiment(experiment)
-    spec = _hybrid_entry(list(exp.models), hybrid)
-    parse_metric(objective)  # fail before any search on a typo
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
-    if not method_list or any(m not in ("rrf", "weighted") for m in method_list):
-        raise ConfigError(f"--methods takes rrf and/or weighted, got {methods!r}")
     try:
         rrf_ks = [int(x) for x in ks.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"--rrf-k takes comma-separated integers, got {ks!r}") from None
-    depth = pl.depth_for(exp.metrics, exp.depth)
-    docs = pl.load_corpus_source(exp.corpus)
-    sets = {q.name: q for q in pl.load_query_sources(exp.queries)}
-    if (dev is None) != (test is None):
-        raise ConfigError("give both --dev and --test, or neither (then one set is split)")
-    if dev is not None and test is not None:
-        for n in (dev, test):
-            if n not in sets:
-                raise ConfigError(f"no query set '{n}' in the experiment; sets: {list(sets)}")
-        if dev == test:
-            raise ConfigError("--dev and --test name the same query set")
-        dev_qs, test_qs = sets[dev], sets[test]
-        split_desc = f"dev = set {dev}, test = set {test}"
-    else:
-        name = queries or next(iter(sets))
-        if name not in sets:
-            raise ConfigError(f"no query set '{name}' in the experiment; sets: {list(sets)}")
-        dev_qs, test_qs = split_queries(sets[name], 1 - dev_fraction, seed)
-        split_desc = (f"{name} split {dev_fraction:.0%} dev / {1 - dev_fraction:.0%} test, "
-                      f"seed {seed}")
-    # one search round per member over both halves; qids prefixed so two sets cannot collide
-    both = QuerySet("tune", [Query(f"dev/{q.qid}", q.text, q.gold) for q in dev_qs]
-                    + [Query(f"test/{q.qid}", q.text, q.gold) for q in test_qs])
-    dev_ids = [f"dev/{q.qid}" for q in dev_qs]
-    test_ids = [f"test/{q.qid}" for q in test_qs]
-
-    client, target = connect()
-    handles = {}
-    for raw in exp.models:
-        from embedarena.embedders.spec import parse_model_spec
-
-        s = parse_model_spec(raw)
-        if s.name in spec.hybrid:
-            handles[s.name] = pl.prepare_model(raw, exp.index.prefix, cache=exp.cache)
-    members = resolve_members(spec, handles)
-    opts = pl.index_options(exp.index)
-    candidates = max(spec.candidates, depth)
-    grid = param_grid(len(members), method_list, step, rrf_ks)  # type: ignore[arg-type]
-    err_console.print(f"tuning [bold]{spec.name}[/] ({' + '.join(spec.hybrid)}): {split_desc}; "
-                      f"{len(dev_qs)} dev / {len(test_qs)} test queries, {len(grid)} settings, "
-                      f"objective {objective}, members searched {candidates} deep")
-    with pl.progress_bar() as progress:
-        for m in members:
-            pl.build_index(client, target, m, docs, opts, progress=progress)
-        runs = member_runs(client, target, members, both, candidates,
-                           exp.index.num_candidates, exp.index.msearch_batch,
-                           corpus_sha=docs.sha256(), progress=progress)
-        task = progress.add_task("tune on dev", total=len(grid))
-        report = tune_then_test(runs, dev_ids, test_ids, objective, grid, depth, exp.metrics,
-                                baseline=spec.fusion_params(),
-                                progress=lambda n: progress.advance(task, n))
-    _print(report, objective, exp.metrics)
+    with CliProgress() as progress:
+        outcome = tune_fusion(experiment, hybrid, queries=queries, dev_fraction=dev_fraction,
+                              seed=seed, dev=dev, test=test, objective=objective,
+                              methods=method_list, step=step, rrf_ks=rrf_ks,
+                              progress=progress)
+    report = outcome.report
+    exp_metrics = _metrics(experiment)
+    _print(report, objective, exp_metrics)
     v = report.versus
     if v.get("difference") is not None:
         err_console.print(f"test: tuned fusion {v['tuned_value']:.4f} vs best member "
@@ -136,11 +62,16 @@ def tune_fusion_cmd(
                           f"(difference {v['difference']:+.4f}, paired randomization "
                           f"p = {v['p_value']:.3g})")
     best = report.tune.best
-    entry = {"name": spec.name, "hybrid": list(spec.hybrid), **best.to_dict()}
     err_console.print(f"tuned on dev: {best.describe()} ({objective} {report.tune.best_score:.4f})"
-                      f"\nmodel entry: {entry}")
+                      f"\nmodel entry: {outcome.entry}", highlight=False)
     if out is not None:
-        _save(out, report, entry, split_desc, objective)
+        _save(out, report, outcome.entry, outcome.split, objective)
+
+
+def _metrics(experiment: Path) -> list[str]:
+    from embedarena.experiment import load_experiment
+
+    return list(load_experiment(experiment).metrics)
 
 
 def _print(report: Any, objective: str, metrics: list[str]) -> None:
@@ -162,8 +93,8 @@ def _print(report: Any, objective: str, metrics: list[str]) -> None:
 
 
 def _save(out: Path, report: Any, entry: dict[str, Any], split_desc: str, objective: str) -> None:
+    from embedarena.arena import save_json
     from embedarena.evaluation.compare import format_value
-    from embedarena.pipeline import save_json
 
     top = sorted(report.tune.scores, key=lambda ps: -ps[1])[:20]
     save_json(out / "tune.json", {

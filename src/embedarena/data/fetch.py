@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from embedarena import paths
 from embedarena.data.datasets import DatasetSpec, RemoteFile, get_spec
 from embedarena.errors import DataError
+from embedarena.progress import NULL, current
 
 if TYPE_CHECKING:
     import httpx
@@ -71,16 +72,6 @@ def fetch(name: str, *, dest: str | Path | None = None, mirror: str | None = Non
     """Download dataset `name` into `<dest>/<name>/` (default: the datasets cache), verifying
     each file's sha256; files already there with the right hash are left alone."""
     import httpx
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    from embedarena.cli.console import err_console
 
     spec = get_spec(name)
     mirror = mirror if mirror is not None else os.environ.get(ENV_MIRROR) or None
@@ -95,20 +86,17 @@ def fetch(name: str, *, dest: str | Path | None = None, mirror: str | None = Non
             todo.append(rf)
     if not todo:
         return result
-    bar = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                   DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                   console=err_console, disable=not progress)
     limits = httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_S)
-    with bar, httpx.Client(timeout=limits, follow_redirects=True) as client:
-        task = bar.add_task(f"fetch {spec.name}", total=sum(rf.size for rf in todo))
+    reporter = current() if progress else NULL
+    with reporter.task(f"fetch {spec.name} (bytes)", total=sum(rf.size for rf in todo)) as task, \
+            httpx.Client(timeout=limits, follow_redirects=True) as client:
         for rf in todo:
             url = source_url(spec, rf, mirror)
-            bar.update(task, description=f"{spec.name}/{rf.path}")
-            n = _download(client, url, folder / rf.path, rf,
-                          lambda k: bar.advance(task, k))
+            task.update(description=f"{spec.name}/{rf.path} (bytes)")
+            n = _download(client, url, folder / rf.path, rf, task.advance)
             result.downloaded.append(rf.path)
             result.bytes_downloaded += n
-        bar.update(task, description=f"{spec.name}: {len(todo)} file(s) verified")
+        task.close(f"{spec.name}: {len(todo)} file(s) verified")
     return result
 
 

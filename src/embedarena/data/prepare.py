@@ -61,15 +61,19 @@ def _column_letter(i: int) -> str:
 
 def read_labelled_rows(path: str | Path, *, question_column: str = "Question",
                        label_prefix: str = "Label", sheet: str | None = None,
+                       encoding: str | None = None,
                        ) -> tuple[list[LabelledRow], PrepareResult]:
     """Rows with a question and at least one label; drops are counted in the result.
 
     Label columns are those whose header is the prefix optionally followed by a number
     (`Label`, `Label2`, `label 4`); repeated header names are separate columns, because
-    openpyxl and the csv module hand us the raw header cells. Labels are stripped and
-    de-duplicated within a row, first occurrence first.
+    `read_table` hands us the raw header cells (pandas reads the header as a plain row, so it
+    never renames a repeat to `Label4.1`). Labels are stripped and de-duplicated within a row,
+    first occurrence first. A row `read_table` cannot read (a formula without a cached value,
+    bytes that do not decode) stops the run with its file and row: there is no skip here.
+    `encoding` is for a CSV/TSV source (None: detect UTF-8, UTF-8 with BOM or GB18030).
     """
-    table = read_table(path, sheet=sheet)
+    table = read_table(path, sheet=sheet, encoding=encoding)
     result = PrepareResult(str(path))
     q_cols = [i for i, h in enumerate(table.header)
               if h.casefold() == question_column.strip().casefold()]
@@ -152,7 +156,7 @@ def prepare_spreadsheet(
     path: str | Path, out_dir: str | Path, *, question_column: str = "Question",
     label_prefix: str = "Label", negatives: int = 10, test_size: float | int = 0.1,
     seed: int = 42, sheet: str | None = None, train_name: str = "train.jsonl",
-    test_name: str = "test.jsonl", labels_name: str = "label.json",
+    test_name: str = "test.jsonl", labels_name: str = "label.json", encoding: str | None = None,
 ) -> PrepareResult:
     """Write `train.jsonl` `{query, pos, neg}`, `test.jsonl` `{query, pos}` and `label.json`
     (every distinct label, first occurrence first) from an XLSX or CSV file."""
@@ -160,7 +164,7 @@ def prepare_spreadsheet(
         raise ConfigError(f"negatives must be 0 or more, got {negatives}")
     test_size = parse_test_size(test_size)
     rows, result = read_labelled_rows(path, question_column=question_column,
-                                      label_prefix=label_prefix, sheet=sheet)
+                                      label_prefix=label_prefix, sheet=sheet, encoding=encoding)
     if len(rows) < 2:
         dropped = ", ".join(f"{k}: {v}" for k, v in result.dropped.items()) or "none"
         raise DataError(path, f"need at least 2 usable rows to split, got {len(rows)} "

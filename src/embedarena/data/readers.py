@@ -4,16 +4,23 @@ Every reader streams line by line where the format allows, names the file and th
 or list item) of any bad record in a one-line `DataError`, and fills a `LoadReport` so a caller
 can show that what went in is what came out ("counts in == counts out"). With `skip_bad=True`
 a bad record is counted and skipped instead of stopping the load; problems with the file as a
-whole (empty, unknown layout, missing column) always stop it.
+whole (empty, unknown layout, missing column, a header that cannot be read) always stop it.
+
+CSV, TSV and XLSX tables are parsed whole by pandas (`read_csv`'s C parser, `read_excel` with
+openpyxl); CSV/TSV bytes are decoded here first (see `detect_encoding`), so line numbers, bad
+lines and the header stay under our control. JSON, JSONL and TXT are read line by line as
+before.
 """
 
 from __future__ import annotations
 
 import codecs
-import csv
+import io
 import json
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -21,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from embedarena.data.types import Corpus, Query, QuerySet
-from embedarena.errors import DataError
+from embedarena.errors import ConfigError, DataError
 
 __all__ = [
     "BadRecordError",
     "LoadReport",
     "TrainExample",
+    "detect_encoding",
     "gold_not_in_corpus",
     "load_corpus",
     "load_corpus_with_report",
@@ -46,8 +54,12 @@ TEXT_FIELDS = ("text", "content", "contents", "passage", "label")
 QID_FIELDS = ("id", "qid", "_id")
 TABLE_TEXT_COLUMNS = ("label", "text")
 SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm")
-TABLE_SUFFIXES = (".csv", ".tsv", *SPREADSHEET_SUFFIXES)
+TEXT_TABLE_SUFFIXES = (".csv", ".tsv")
+TABLE_SUFFIXES = (*TEXT_TABLE_SUFFIXES, *SPREADSHEET_SUFFIXES)
 MAX_EXAMPLES = 5
+NOT_DETECTED_HINT = " (the file is neither UTF-8 nor GB18030; pass encoding=)"
+NO_CACHED_VALUE_HINT = ("the workbook was saved without calculating it; open and save it in "
+                        "Excel or LibreOffice")
 
 
 # -- reporting -------------------------------------------------------------------------------
@@ -135,23 +147,78 @@ def _first_byte(path: Path) -> bytes:
                 return stripped[:1]
 
 
-def _utf8_error(path: Path, raw: bytes, err: UnicodeDecodeError, line: int,
-                where: str = "line") -> BadRecordError:
+def _codec(encoding: str) -> str:
+    """Python's canonical name for an encoding the user named (`GBK` → `gbk`)."""
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise ConfigError(f"unknown encoding {encoding!r} (for example utf-8, gb18030, gbk)"
+                          ) from None
+
+
+def _encoding_label(encoding: str) -> str:
+    """How messages and reports name an encoding: `UTF-8` (BOM or not), `GB18030`, `GBK`."""
+    name = _codec(encoding)
+    return "UTF-8" if name in ("utf-8", "utf-8-sig") else name.upper()
+
+
+def detect_encoding(raw: bytes) -> str | None:
+    """The encoding of a CSV/TSV file: `utf-8-sig` (UTF-8 BOM), `utf-8`, `gb18030`, or None.
+
+    A fixed rule rather than a statistical guess (charset-normalizer): our users' tables come
+    from Excel as "CSV UTF-8" (with a BOM) or as "CSV" saved in a Chinese Windows locale (GBK,
+    which GB18030 extends), and a guesser can take a file of a few short Chinese labels for Big5
+    or a Latin code page. UTF-8 goes first because GBK text longer than a few characters is
+    almost never valid UTF-8 by chance, while UTF-8 text often decodes (wrongly) as GB18030.
+    None means neither decodes the whole file; readers then read UTF-8 and name each bad line.
+    """
+    if raw.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        return encoding
+    return None
+
+
+def _text_encoding(path: Path, encoding: str | None, detect: bool) -> str:
+    """The encoding to read `path` with: the one asked for, else detected (when `detect`),
+    else UTF-8."""
+    if encoding is not None:
+        return _codec(encoding)
+    if detect:
+        return detect_encoding(path.read_bytes()) or "utf-8"
+    return "utf-8"
+
+
+def _check_encoding_applies(path: Path, encoding: str | None, suffixes: Sequence[str]) -> None:
+    """`encoding=` on a file it cannot apply to is refused rather than silently ignored."""
+    if encoding is not None and path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{path}: encoding= applies to {'/'.join(suffixes)} files only "
+                          "(JSON and JSONL are read as UTF-8; XLSX stores its own text)")
+
+
+def _decode_error(path: Path, raw: bytes, err: UnicodeDecodeError, line: int,
+                  where: str = "line", encoding: str = "utf-8") -> BadRecordError:
+    label = _encoding_label(encoding)
     bad = raw[err.start:err.start + 1].hex()
-    return BadRecordError(path, f"not valid UTF-8 (byte 0x{bad} at column {err.start + 1})",
-                          line, where, "not UTF-8")
+    return BadRecordError(path, f"not valid {label} (byte 0x{bad} at column {err.start + 1})",
+                          line, where, f"not {label}")
 
 
-def iter_lines(path: Path, guard: RecordGuard | None) -> Iterator[tuple[int, str]]:
-    """Decoded lines with their 1-based numbers; a line with non-UTF-8 bytes is a bad record."""
+def iter_lines(path: Path, guard: RecordGuard | None,
+               encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """Decoded lines with their 1-based numbers; a line that does not decode is a bad record."""
     with path.open("rb") as f:
         for n, raw in enumerate(f, 1):
             if n == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8):]
             try:
-                text = raw.decode("utf-8")
+                text = raw.decode(encoding)
             except UnicodeDecodeError as e:
-                err = _utf8_error(path, raw, e, n)
+                err = _decode_error(path, raw, e, n, encoding=encoding)
                 if guard is None:
                     raise err from None
                 guard.report.read += 1
@@ -239,13 +306,14 @@ def _cell_text(value: Any) -> str:
 @dataclass
 class Table:
     """Rows of a CSV/TSV/XLSX file: header cells as written (duplicates kept) and data rows
-    with the number a user sees (spreadsheet row, or CSV line)."""
+    with the number a user sees (spreadsheet row, or the CSV line the record starts on)."""
 
     path: Path
     header: list[str]
     rows: Iterator[tuple[int, list[str]]]
     where: str
     format: str
+    encoding: str = ""
 
     def column_index(self, name: str) -> int | None:
         """Position of the first column called `name` (exact, else case-insensitive)."""
@@ -258,92 +326,297 @@ class Table:
         return None
 
 
-def read_table(path: str | Path, *, sheet: str | None = None,
-               guard: RecordGuard | None = None) -> Table:
-    """Open a CSV, TSV or XLSX file as a header plus streamed rows of stripped cell text.
+def read_table(path: str | Path, *, sheet: str | None = None, guard: RecordGuard | None = None,
+               encoding: str | None = None) -> Table:
+    """Open a CSV, TSV or XLSX file as a header plus rows of stripped cell text.
 
-    Fully blank rows are yielded too (as empty cells), so callers decide how to count them.
+    The first line (row) is always the header; it is never skipped or counted as a record, and
+    one that cannot be read stops the load. Fully blank rows are yielded too (as empty cells),
+    so callers decide how to count them. A row that cannot be read (undecodable bytes, more
+    cells than the header, a formula without a cached value) is a `BadRecordError`: raised, or
+    with a `guard` counted as read and skipped. `encoding` applies to CSV/TSV (None: detect).
     """
     p = Path(path)
     _check_file(p)
     suffix = p.suffix.lower()
-    if suffix in SPREADSHEET_SUFFIXES:
-        return _read_xlsx(p, sheet)
-    if suffix not in (".csv", ".tsv"):
+    if suffix not in TABLE_SUFFIXES:
         raise DataError(p, f"not a table file ({', '.join(TABLE_SUFFIXES)})")
-    _first_byte(p)  # empty-file check
-    delimiter = "\t" if suffix == ".tsv" else ","
-    state = {"line": 0}
+    _check_encoding_applies(p, encoding, TEXT_TABLE_SUFFIXES)
+    if suffix in SPREADSHEET_SUFFIXES:
+        return _read_xlsx(p, sheet, guard)
+    return _read_csv(p, "\t" if suffix == ".tsv" else ",", encoding, guard)
 
-    def lines() -> Iterator[str]:
-        for n, text in iter_lines(p, guard):
-            state["line"] = n
-            yield text
 
-    reader = csv.reader(lines(), delimiter=delimiter)
+def _guarded(rows: Iterable[tuple[int, list[str], BadRecordError | None]],
+             guard: RecordGuard | None) -> Iterator[tuple[int, list[str]]]:
+    """Rows without a problem; a row with one is raised, or counted as read and skipped."""
+    for n, cells, err in rows:
+        if err is None:
+            yield n, cells
+        elif guard is None:
+            raise err
+        else:
+            guard.report.read += 1
+            guard(err)
+
+
+def _decode_text(path: Path, raw: bytes, encoding: str) -> tuple[str, dict[int, BadRecordError]]:
+    """The whole text, and the lines that do not decode by number. A bad line is left empty in
+    the text (line ending kept), so the parser still sees every line and the numbers hold."""
+    raw = raw.removeprefix(codecs.BOM_UTF8)
     try:
-        header = [_cell_text(c) for c in next(reader)]
-    except StopIteration:
-        raise DataError(p, "file is empty") from None
-    except csv.Error as e:
-        raise DataError(p, f"malformed CSV: {e}", line=state["line"]) from None
-
-    def rows() -> Iterator[tuple[int, list[str]]]:
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as e:
-                raise DataError(p, f"malformed CSV: {e}", line=state["line"]) from None
-            yield state["line"], [_cell_text(c) for c in row]
-
-    return Table(p, header, rows(), "line", suffix.lstrip("."))
+        return raw.decode(encoding), {}
+    except UnicodeDecodeError:
+        pass
+    parts: list[str] = []
+    bad: dict[int, BadRecordError] = {}
+    for n, line in enumerate(raw.splitlines(keepends=True), 1):
+        body = line.rstrip(b"\r\n")
+        try:
+            parts.append(body.decode(encoding))
+        except UnicodeDecodeError as e:
+            bad[n] = _decode_error(path, body, e, n, encoding=encoding)
+        parts.append(line[len(body):].decode("ascii") or "\n")
+    return "".join(parts), bad
 
 
-def _read_xlsx(path: Path, sheet: str | None) -> Table:
+def _line_breaks(cells: Sequence[str]) -> int:
+    """Line breaks inside a record's (quoted) cells: the lines it spans beyond its first."""
+    return sum(c.count("\n") + c.count("\r") - c.count("\r\n") for c in cells)
+
+
+def _parse_csv(path: Path, text: str, delimiter: str) -> tuple[list[list[str]], int]:
+    """Every record, header first, as cell lists, and the header's width.
+
+    pandas' C parser, which has no field size limit (the csv module stops at 131072
+    characters). It rejects rows wider than the header, so a file with such rows is parsed
+    once more with room for the widest; the caller decides what the extra cells mean.
+    `header=None` keeps the header a plain row (no renaming of repeated names, never skipped).
+    """
+    import pandas as pd
+
+    options: dict[str, Any] = {"sep": delimiter, "header": None, "dtype": str,
+                               "na_filter": False, "skip_blank_lines": False, "engine": "c"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        frame = pd.read_csv(io.StringIO(text), on_bad_lines="warn", **options)
+    parser_warnings = []
+    for w in caught:
+        if issubclass(w.category, pd.errors.ParserWarning):
+            parser_warnings.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    width = frame.shape[1]
+    if parser_warnings:
+        wider = [int(m) for m in re.findall(r"saw (\d+)", "".join(parser_warnings))]
+        if not wider:  # never go on with a frame pandas dropped rows from
+            raise DataError(path, f"malformed CSV: {' '.join(parser_warnings).strip()}")
+        frame = pd.read_csv(io.StringIO(text), names=list(range(max(wider))), **options)
+    return frame.values.tolist(), width
+
+
+def _unclosed_quote_line(text: str, delimiter: str) -> int | None:
+    """The line of the quote that opens the cell still open at the end of the file (the
+    parser only says which record), following the C parser's quoting rules."""
+    line = opened = 1
+    quoted = False
+    field_start = 0
+    skip_to = -1
+    for m in re.finditer(rf'"|{re.escape(delimiter)}|\r\n|\r|\n', text):
+        token = m.group()
+        if m.start() < skip_to:
+            continue
+        if token == '"':
+            if quoted:
+                if text.startswith('"', m.end()):
+                    skip_to = m.end() + 1  # "" is an escaped quote
+                else:
+                    quoted = False
+            elif m.start() == field_start:
+                quoted, opened = True, line
+        elif token == delimiter:
+            if not quoted:
+                field_start = m.end()
+        else:
+            line += 1
+            if not quoted:
+                field_start = m.end()
+    return opened if quoted else None
+
+
+def _read_csv(path: Path, delimiter: str, encoding: str | None,
+              guard: RecordGuard | None) -> Table:
+    import pandas as pd
+
+    _first_byte(path)  # empty-file check
+    raw = path.read_bytes()
+    detected = detect_encoding(raw) if encoding is None else None
+    codec = _codec(encoding) if encoding is not None else detected or "utf-8"
+    text, bad = _decode_text(path, raw, codec)
+    if 1 in bad:
+        hint = "" if encoding or detected else NOT_DETECTED_HINT
+        raise DataError(path, f"the header is {bad[1].detail}{hint}", line=1)
+    try:
+        records, width = _parse_csv(path, text, delimiter)
+    except pd.errors.EmptyDataError:
+        raise DataError(path, "the first line is blank; the header must be on line 1",
+                        line=1) from None
+    except pd.errors.ParserError as e:
+        msg = str(e).removeprefix("Error tokenizing data. C error: ").strip()
+        if msg.startswith("EOF inside string"):
+            raise DataError(path, "malformed CSV: a quoted cell is never closed (its opening "
+                                  "quote is here)",
+                            line=_unclosed_quote_line(text, delimiter)) from None
+        raise DataError(path, f"malformed CSV: {msg}") from None
+    label = _encoding_label(codec)
+    header = [_cell_text(c) for c in records[0][:width]]
+
+    def rows() -> Iterator[tuple[int, list[str], BadRecordError | None]]:
+        start = 2 + _line_breaks(records[0])
+        for record in records[1:]:
+            end = start + _line_breaks(record)
+            err = next((bad[k] for k in range(start, end + 1) if k in bad), None)
+            cells = [_cell_text(c) for c in record]
+            if err is None and any(cells[width:]):
+                used = max(i for i, c in enumerate(cells) if c) + 1
+                err = BadRecordError(path, f"{used} cells but the header has {width} (a "
+                                           f"delimiter inside an unquoted cell?)", start,
+                                     "line", "bad row")
+            yield start, cells[:width], err
+            start = end + 1
+
+    fmt = "tsv" if delimiter == "\t" else "csv"
+    if label != "UTF-8":
+        fmt += f" ({label})"
+    return Table(path, header, _guarded(rows(), guard), "line", fmt, label)
+
+
+def _read_xlsx(path: Path, sheet: str | None, guard: RecordGuard | None) -> Table:
+    """The sheet's cached values through pandas; openpyxl finds the formula cells, because
+    pandas shows a formula without a cached value (a workbook written by a script and never
+    opened in Excel) as an empty cell, and its error values (#N/A) as NaN."""
     import zipfile
 
-    import openpyxl
+    import pandas as pd
     from openpyxl.utils.exceptions import InvalidFileException
 
+    unreadable = (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError)
     try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as e:
+        xl = pd.ExcelFile(path, engine="openpyxl")
+    except unreadable as e:
         raise DataError(path, f"not a readable .xlsx workbook ({e})") from None
-    if sheet is not None and sheet not in wb.sheetnames:
-        wb.close()
-        raise DataError(path, f"no sheet '{sheet}' (sheets: {', '.join(wb.sheetnames)})")
-    ws = wb[sheet] if sheet is not None else wb.worksheets[0]
-    it = ws.iter_rows(values_only=True)
-    try:
-        first = next(it)
-    except StopIteration:
-        wb.close()
-        raise DataError(path, "file is empty") from None
-    header = [_cell_text(c) for c in first]
-
-    def rows() -> Iterator[tuple[int, list[str]]]:
+    with xl:
+        book = xl.book
+        if sheet is not None and sheet not in book.sheetnames:
+            raise DataError(path, f"no sheet '{sheet}' (sheets: {', '.join(book.sheetnames)})")
+        title = sheet if sheet is not None else book.worksheets[0].title
         try:
-            for n, row in enumerate(it, 2):
-                yield n, [_cell_text(c) for c in row]
-        finally:
-            wb.close()
+            values = pd.read_excel(xl, sheet_name=title, header=None, dtype=object,
+                                   na_filter=False).values.tolist()
+        except unreadable as e:
+            raise DataError(path, f"not a readable .xlsx workbook ({e})") from None
+        formulas, errors = _formula_and_error_cells(path, title)
 
-    return Table(path, header, rows(), "row", "xlsx")
+        def blank(r: int, c: int) -> bool:
+            v = values[r - 1][c - 1] if r <= len(values) and c <= len(values[r - 1]) else ""
+            return v == "" or v is None or (isinstance(v, float) and v != v)
+
+        suspects = {rc for rc in formulas if blank(*rc)}
+        uncached = _uncached(book[title], suspects, errors)
+    for (r, c), text in errors.items():
+        if r <= len(values) and c <= len(values[r - 1]):
+            values[r - 1][c - 1] = text  # as openpyxl gave it before pandas: '#N/A'
+    if not values and not uncached:
+        raise DataError(path, "file is empty")
+    problems: dict[int, list[str]] = {}
+    for r, c in sorted(uncached):
+        problems.setdefault(r, []).append(f"{_column_letter(c)}{r}")
+    if 1 in problems:
+        raise DataError(path, f"header cell {', '.join(problems[1])} is a formula without a "
+                              f"cached value ({NO_CACHED_VALUE_HINT})", line=1, where="row")
+    header = [_cell_text(c) for c in values[0]] if values else []
+    last = max(len(values), max(problems, default=0))
+
+    def rows() -> Iterator[tuple[int, list[str], BadRecordError | None]]:
+        for n in range(2, last + 1):
+            cells = [_cell_text(c) for c in values[n - 1]] if n <= len(values) else []
+            err = None
+            if n in problems:
+                err = BadRecordError(path, f"formula without a cached value in "
+                                           f"{', '.join(problems[n])} ({NO_CACHED_VALUE_HINT})",
+                                     n, "row", "formula without cached value")
+            yield n, cells, err
+
+    return Table(path, header, _guarded(rows(), guard), "row", "xlsx")
+
+
+def _column_letter(column: int) -> str:
+    from openpyxl.utils import get_column_letter
+
+    return get_column_letter(column)
+
+
+def _formula_and_error_cells(path: Path, title: str,
+                             ) -> tuple[set[tuple[int, int]], dict[tuple[int, int], str]]:
+    """(row, column) of every formula cell, and the text of every literal error cell (#N/A),
+    from the sheet as written (openpyxl without cached values)."""
+    import openpyxl
+
+    formulas: set[tuple[int, int]] = set()
+    errors: dict[tuple[int, int], str] = {}
+    wb = openpyxl.load_workbook(path, read_only=True, data_only=False)
+    try:
+        ws = wb[title]
+        ws.reset_dimensions()  # a stale <dimension> must not hide rows
+        for row in ws.iter_rows():
+            for cell in row:
+                if cell.data_type == "f":
+                    formulas.add((cell.row, cell.column))
+                elif cell.data_type == "e":
+                    errors[(cell.row, cell.column)] = str(cell.value)
+    finally:
+        wb.close()
+    return formulas, errors
+
+
+def _uncached(ws: Any, suspects: set[tuple[int, int]],
+              errors: dict[tuple[int, int], str]) -> set[tuple[int, int]]:
+    """Those formula cells pandas showed blank that have no cached value; a cell counts as
+    cached only when the workbook's values say so.
+
+    A formula whose cached result is an empty string is stored as type `str` and is simply
+    blank; a cached error result (#DIV/0!) goes into `errors`, as pandas gives NaN for it.
+    """
+    out = set(suspects)
+    if not suspects:
+        return out
+    rows = [r for r, _ in suspects]
+    for row in ws.iter_rows(min_row=min(rows), max_row=max(rows)):
+        for cell in row:
+            rc = (getattr(cell, "row", 0), getattr(cell, "column", 0))  # EmptyCell has neither
+            if rc not in out:
+                continue
+            if cell.data_type == "e":
+                errors[rc] = str(cell.value)
+                out.discard(rc)
+            elif cell.value is not None or cell.data_type == "str":
+                out.discard(rc)
+    return out
 
 
 # -- corpus ----------------------------------------------------------------------------------
 def load_corpus(path: str | Path, *, column: str | None = None, id_field: str | None = None,
-                text_field: str | None = None, skip_bad: bool = False) -> Corpus:
+                text_field: str | None = None, skip_bad: bool = False,
+                encoding: str | None = None) -> Corpus:
     """Load a corpus; see `load_corpus_with_report` for the formats."""
     return load_corpus_with_report(path, column=column, id_field=id_field,
-                                   text_field=text_field, skip_bad=skip_bad)[0]
+                                   text_field=text_field, skip_bad=skip_bad,
+                                   encoding=encoding)[0]
 
 
 def load_corpus_with_report(
     path: str | Path, *, column: str | None = None, id_field: str | None = None,
-    text_field: str | None = None, skip_bad: bool = False,
+    text_field: str | None = None, skip_bad: bool = False, encoding: str | None = None,
 ) -> tuple[Corpus, LoadReport]:
     """Load a corpus and say what happened.
 
@@ -357,10 +630,11 @@ def load_corpus_with_report(
     `title + " " + text` when the title is non-empty (what BEIR's own dense evaluation does);
     the title also stays in the metadata. Fields other than id and text become metadata (a
     nested BEIR `metadata` object is flattened into it). Duplicate ids and empty texts are bad
-    records.
+    records. `encoding` is for CSV/TSV (None: detect UTF-8, UTF-8 with BOM or GB18030).
     """
     p = Path(path)
     _check_file(p)
+    _check_encoding_applies(p, encoding, TEXT_TABLE_SUFFIXES)
     report = LoadReport(str(p), "corpus")
     guard = RecordGuard(report, skip_bad)
     ids: list[str] = []
@@ -369,7 +643,7 @@ def load_corpus_with_report(
     seen: dict[str, int] = {}
     suffix = p.suffix.lower()
     if suffix in TABLE_SUFFIXES:
-        entries = _table_corpus(p, report, guard, column, id_field)
+        entries = _table_corpus(p, report, guard, column, id_field, encoding)
     else:
         entries = _json_corpus(p, report, guard, id_field, text_field)
     for n, where, doc_id, text, meta in entries:
@@ -487,8 +761,8 @@ def _corpus_record(path: Path, rec: dict[str, Any], n: int, where: str,
 
 
 def _table_corpus(path: Path, report: LoadReport, guard: RecordGuard, column: str | None,
-                  id_field: str | None) -> Iterator[_CorpusEntry]:
-    table = read_table(path, guard=guard)
+                  id_field: str | None, encoding: str | None) -> Iterator[_CorpusEntry]:
+    table = read_table(path, guard=guard, encoding=encoding)
     report.unit = table.where
     report.format = f"{table.format} column"
     if column is not None:
@@ -565,14 +839,15 @@ def sniff_kind(path: str | Path) -> str:
 
 
 # -- queries ---------------------------------------------------------------------------------
-def load_queries(path: str | Path, *, name: str | None = None,
-                 skip_bad: bool = False) -> QuerySet:
+def load_queries(path: str | Path, *, name: str | None = None, skip_bad: bool = False,
+                 encoding: str | None = None) -> QuerySet:
     """Load a query file; see `load_queries_with_report` for the formats."""
-    return load_queries_with_report(path, name=name, skip_bad=skip_bad)[0]
+    return load_queries_with_report(path, name=name, skip_bad=skip_bad, encoding=encoding)[0]
 
 
 def load_queries_with_report(path: str | Path, *, name: str | None = None,
-                             skip_bad: bool = False) -> tuple[QuerySet, LoadReport]:
+                             skip_bad: bool = False,
+                             encoding: str | None = None) -> tuple[QuerySet, LoadReport]:
     """Load queries with their gold labels and say what happened.
 
     JSON/JSONL formats are told apart by the first record's keys: test `{"query", "pos"}`,
@@ -582,15 +857,18 @@ def load_queries_with_report(path: str | Path, *, name: str | None = None,
     do that). A `.tsv`/`.txt` file is graded pairs `query<TAB>doc<TAB>grade`, grouped by query,
     grades kept (> 0 means relevant). The qid is an `id`/`qid`/`_id` field when there is one,
     else the 1-based line (or list item) number where the query first appears. A query without
-    any positive is a bad record: it could never be scored.
+    any positive is a bad record: it could never be scored. `encoding` is for the graded
+    pairs; a `.tsv` is detected like a CSV (see `detect_encoding`), a `.txt` is UTF-8 unless
+    told, as JSON and JSONL always are.
     """
     p = Path(path)
     _check_file(p)
+    _check_encoding_applies(p, encoding, (".tsv", ".txt"))
     qs_name = name or p.stem
     report = LoadReport(str(p), "queries")
     guard = RecordGuard(report, skip_bad)
     if p.suffix.lower() in (".tsv", ".txt"):
-        queries = _tsv_queries(p, report, guard)
+        queries = _tsv_queries(p, report, guard, encoding)
     else:
         queries = _json_queries(p, report, guard)
     if report.unit != "row":  # TSV counts rows itself; one query groups several
@@ -692,13 +970,26 @@ def _json_queries(path: Path, report: LoadReport, guard: RecordGuard) -> list[Qu
     return queries
 
 
-def _tsv_queries(path: Path, report: LoadReport, guard: RecordGuard) -> list[Query]:
+def _tsv_queries(path: Path, report: LoadReport, guard: RecordGuard,
+                 encoding: str | None) -> list[Query]:
+    """Line by line, not through pandas: a query may hold a literal `"` (no CSV quoting)."""
     report.format = "graded TSV query<TAB>doc<TAB>grade"
     report.unit = "row"
     _first_byte(path)
+    codec = _text_encoding(path, encoding, detect=path.suffix.lower() == ".tsv")
+    if _encoding_label(codec) != "UTF-8":
+        report.format += f" ({_encoding_label(codec)})"
+    with path.open("rb") as f:
+        head = f.readline().removeprefix(codecs.BOM_UTF8)
+    try:
+        head.decode(codec)
+    except UnicodeDecodeError as e:  # header or record? Unknown, so never skip or count it
+        detail = _decode_error(path, head, e, 1, encoding=codec).detail
+        hint = "" if encoding else " (pass encoding=)"
+        raise DataError(path, f"the first line is {detail}{hint}", line=1) from None
     groups: dict[str, tuple[int, dict[str, float], list[int]]] = {}
     first = True
-    for n, line in iter_lines(path, guard):
+    for n, line in iter_lines(path, guard, encoding=codec):
         if not line.strip():
             continue
         parts = line.split("\t")

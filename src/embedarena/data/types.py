@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
@@ -36,7 +37,13 @@ class Corpus:
         return cls(ids=list(labels), texts=list(labels), source=source)
 
     def sha256(self) -> str:
-        """Content hash over ids and texts (order-sensitive): decides whether an index is stale."""
+        """Content hash over ids and texts (order-sensitive): decides whether an index is stale.
+
+        Computed once per corpus object (a run asks for it per row and query set)."""
+        return self._sha256
+
+    @functools.cached_property
+    def _sha256(self) -> str:
         h = hashlib.sha256()
         for doc_id, text in zip(self.ids, self.texts):
             h.update(json.dumps([doc_id, text], ensure_ascii=False).encode("utf-8"))

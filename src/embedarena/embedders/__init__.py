@@ -3,8 +3,8 @@
 Importing this package is cheap (no torch, transformers, openai or langchain); the names below
 load on first use, so `embedarena --help` stays fast on the core install.
 
-    from embedarena.embedders import parse_model_spec, create_embedder, CachedEmbedder
-    emb = CachedEmbedder(create_embedder(parse_model_spec("hf:./models/bge-small-zh")))
+    from embedarena.embedders import parse_embedder_spec, create_embedder, CachedEmbedder
+    emb = CachedEmbedder(create_embedder(parse_embedder_spec("hf:./models/bge-small-zh")))
     vecs = emb.embed_documents(["甲状腺结节", "胆管炎"])
 """
 
@@ -15,25 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from embedarena.embedders.azure_openai import AzureOpenAIEmbedder, OpenAIEmbedder
-    from embedarena.embedders.base import (
-        LEXICAL_TYPES,
-        Embedder,
-        EmbedderBase,
-        create_embedder,
-        embedder_types,
-        model_types,
-        register_embedder,
-    )
+    from embedarena.embedders.base import Embedder, EmbedderBase, EmbedderSpec, register_embedder
     from embedarena.embedders.cache import CachedEmbedder
     from embedarena.embedders.hf import HFEmbedder
     from embedarena.embedders.langchain import LangChainEmbedder, as_langchain
-    from embedarena.embedders.spec import ModelSpec, parse_model_spec
+    from embedarena.embedders.registry import create_embedder, embedder_types, parse_embedder_spec
 
 _EXPORTS = {
-    "Embedder": "base", "EmbedderBase": "base", "LEXICAL_TYPES": "base",
-    "create_embedder": "base", "register_embedder": "base", "embedder_types": "base",
-    "model_types": "base",
-    "ModelSpec": "spec", "parse_model_spec": "spec",
+    "Embedder": "base", "EmbedderBase": "base", "EmbedderSpec": "base",
+    "create_embedder": "registry", "register_embedder": "base",
+    "embedder_types": "registry", "parse_embedder_spec": "registry",
     "CachedEmbedder": "cache",
     "as_langchain": "langchain", "LangChainEmbedder": "langchain",
     "HFEmbedder": "hf",
@@ -41,9 +32,9 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "LEXICAL_TYPES", "AzureOpenAIEmbedder", "CachedEmbedder", "Embedder", "EmbedderBase",
-    "HFEmbedder", "LangChainEmbedder", "ModelSpec", "OpenAIEmbedder", "as_langchain",
-    "create_embedder", "embedder_types", "model_types", "parse_model_spec", "register_embedder",
+    "AzureOpenAIEmbedder", "CachedEmbedder", "Embedder", "EmbedderBase", "EmbedderSpec",
+    "HFEmbedder", "LangChainEmbedder", "OpenAIEmbedder", "as_langchain", "create_embedder",
+    "embedder_types", "parse_embedder_spec", "register_embedder",
 ]
 
 

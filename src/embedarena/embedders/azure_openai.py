@@ -13,12 +13,18 @@ safe, but a much shorter cut). Without tiktoken a text is refused up front only 
 certainly is too long; borderline ones go to the API, whose "maximum context length" answer
 becomes the same clear error.
 
-Retries are ours (the SDK's own are turned off with max_retries=0, so behaviour is testable):
-429 waits what `retry-after-ms` / `Retry-After` ask, else jittered exponential backoff; 5xx,
-timeouts and connection errors back off likewise; `max_attempts` in all. 401/403 raise
-`AuthError` naming the endpoint and where the key came from; 404 names the missing
-deployment/model. The key never appears in messages or logs: it is not stored on the embedder,
-messages are built from our own words, and any server text we quote has it scrubbed.
+Retries are the SDK's (`max_retries = max_attempts - 1`): 408/409/429/5xx, timeouts and
+connection errors. A 429 waits exactly what `retry-after-ms` / `Retry-After` ask, up to the
+SDK's cap (`MAX_RETRY_AFTER_DELAY`, 120 s in openai 3.54; older SDKs had 60 s and backed off
+instead of refusing); a longer ask is not retried and stops with "asks to wait longer ...;
+try again later" (failing beats a silent long stall).
+Other waits are the SDK's jittered exponential backoff (0.5 s doubling, at most 8 s).
+Every retry is logged as a warning here (the SDK's INFO log, `OPENAI_LOG=info`, also shows
+each wait before it starts); exhausted attempts end in one line "HTTP 429 on all N attempts".
+401/403 raise `AuthError` naming the endpoint and where the key came from; 404 names the
+missing deployment/model. The key never appears in messages or logs: it is not stored on the
+embedder, messages are built from our own words, and server text goes through
+`secrets.scrub`.
 """
 
 from __future__ import annotations
@@ -27,36 +33,27 @@ import base64
 import functools
 import logging
 import os
-import random
 import re
-import time
 from collections.abc import Callable, Sequence
-from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from embedarena.embedders.base import (
     EmbedderBase,
+    EmbedderSpec,
     check_output,
     register_embedder,
     settings_fingerprint,
 )
-from embedarena.embedders.spec import (
-    OPENAI_MODEL_DIMS,
-    AzureOpenAISpec,
-    ModelSpec,
-    OpenAISpec,
-    _OpenAISettings,
-)
 from embedarena.errors import AuthError, ConfigError, EmbedderError, MissingExtraError
+from embedarena.secrets import scrub
 
 if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger(__name__)
-
-#: The longest a server-requested wait is honoured (beyond it, failing is more useful).
-MAX_RETRY_AFTER_S = 600.0
 
 
 # -- keys ---------------------------------------------------------------------------------------
@@ -123,38 +120,144 @@ def token_tools(model: str) -> tuple[TokenCounter, Callable[[str, int], str], bo
     return count_bytes, cut_bytes, False
 
 
-# -- retries --------------------------------------------------------------------------------------
-def retry_after_seconds(headers: Any) -> float | None:
-    """What the server asks us to wait: `retry-after-ms` (Azure), else `Retry-After` (seconds
-    or an HTTP date)."""
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms is not None:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    ra = headers.get("retry-after")
-    if ra is None:
-        return None
-    try:
-        return max(0.0, float(ra))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(ra)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+# -- settings ---------------------------------------------------------------------------------
+#: Native vector sizes of the OpenAI embedding models.
+OPENAI_MODEL_DIMS = {
+    "text-embedding-ada-002": 1536,
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+}
 
 
-def backoff_seconds(attempt: int, initial: float, cap: float,
-                    rng: random.Random | None = None) -> float:
-    """Equal-jitter exponential backoff: half the step fixed, half random (attempt from 1)."""
-    step = min(cap, initial * (2 ** (attempt - 1)))
-    r = (rng or random).random()
-    return step / 2 + r * step / 2
+class _OpenAISettings(EmbedderSpec):
+    """Settings shared by `azure_openai` and `openai` (request shaping, attempts, timeout)."""
+
+    dimensions: int | None = Field(default=None, ge=1, le=3072)
+    api_key_env: str = "OPENAI_API_KEY"
+    api_key_file: str | None = None
+    batch_size: int = Field(default=2048, ge=1, le=2048,
+                            description="Most inputs per request (the API allows 2048).")
+    max_request_tokens: int = Field(default=100_000, ge=1, le=300_000,
+                                    description="Token budget per request (API max 300k).")
+    max_input_tokens: int = Field(default=8191, ge=1, le=8192)
+    truncate: bool = False
+    normalize: bool = True
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    timeout: float = Field(default=60.0, gt=0, le=3600)
+
+    KNOWN_DIMS: ClassVar[dict[str, int]] = OPENAI_MODEL_DIMS
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError("api_key_env is the NAME of an environment variable (the key "
+                             "itself never goes into a spec)")
+        return v
+
+    def model_family(self) -> str | None:
+        """Which OpenAI model this is, if recognisable (for `dimensions` checks, dim table)."""
+        raise NotImplementedError
+
+    def _check_dimensions(self) -> None:
+        fam = self.model_family()
+        if self.dimensions is None or fam is None:
+            return
+        if fam == "text-embedding-ada-002":
+            raise ValueError("dimensions is only supported by text-embedding-3-* models, not "
+                             "text-embedding-ada-002")
+        native = OPENAI_MODEL_DIMS[fam]
+        if self.dimensions > native:
+            raise ValueError(f"{fam} has at most {native} dimensions, not {self.dimensions}")
+
+
+def _family(*names: str | None) -> str | None:
+    for n in names:
+        if not n:
+            continue
+        for fam in OPENAI_MODEL_DIMS:
+            if fam in n.lower():
+                return fam
+    return None
+
+
+class AzureOpenAISpec(_OpenAISettings):
+    """`type: azure_openai`: one Azure OpenAI embedding deployment.
+
+    `model` names the model behind the deployment when the deployment name does not say it
+    (used for the dimension table and the `dimensions` check). The endpoint falls back to
+    AZURE_OPENAI_ENDPOINT; the key comes from AZURE_OPENAI_API_KEY (or `api_key_env`) or
+    `api_key_file`.
+    """
+
+    type: Literal["azure_openai"] = "azure_openai"
+    deployment: str = Field(validation_alias=AliasChoices("deployment", "azure_deployment"))
+    model: str | None = None
+    azure_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("azure_endpoint", "endpoint"))
+    api_version: str = Field(default="2024-02-01",
+                             validation_alias=AliasChoices("api_version", "openai_api_version"))
+    api_key_env: str = "AZURE_OPENAI_API_KEY"
+
+    @classmethod
+    def default_name(cls, data: dict[str, Any]) -> str | None:
+        dep = data.get("deployment") or data.get("azure_deployment")
+        if not isinstance(dep, str) or not dep:
+            return None
+        dims = data.get("dimensions")
+        return f"{dep}@{dims}" if dims else dep
+
+    def model_family(self) -> str | None:
+        return _family(self.model, self.deployment)
+
+    @classmethod
+    def from_inline(cls, rest: str) -> dict[str, Any]:
+        deployment, dims = _split_dims(rest)
+        return {"deployment": deployment, **dims}
+
+    @model_validator(mode="after")
+    def _dims(self) -> AzureOpenAISpec:
+        self._check_dimensions()
+        return self
+
+
+class OpenAISpec(_OpenAISettings):
+    """`type: openai`: OpenAI, or any OpenAI-compatible `/v1/embeddings` (`base_url`)."""
+
+    type: Literal["openai"] = "openai"
+    model: str
+    base_url: str | None = None
+
+    @classmethod
+    def default_name(cls, data: dict[str, Any]) -> str | None:
+        model = data.get("model")
+        if not isinstance(model, str) or not model:
+            return None
+        dims = data.get("dimensions")
+        return f"{model}@{dims}" if dims else model
+
+    def model_family(self) -> str | None:
+        return _family(self.model)
+
+    @classmethod
+    def from_inline(cls, rest: str) -> dict[str, Any]:
+        model, dims = _split_dims(rest)
+        return {"model": model, **dims}
+
+    @model_validator(mode="after")
+    def _dims(self) -> OpenAISpec:
+        self._check_dimensions()
+        return self
+
+
+def _split_dims(rest: str) -> tuple[str, dict[str, Any]]:
+    """`name@1024` → ("name", {"dimensions": 1024}); the part after `@` must be a number."""
+    target, at, dims = rest.partition("@")
+    if not at:
+        return target, {}
+    if not dims.isdigit():
+        raise ConfigError(f"the part after '@' is the number of dimensions, not '{dims}'")
+    return target, {"dimensions": int(dims)}
 
 
 # -- the embedders ------------------------------------------------------------------------------
@@ -175,9 +278,9 @@ class _OpenAIEmbedderBase(EmbedderBase):
         family = spec.model_family()
         self._dim: int | None = spec.dimensions or (OPENAI_MODEL_DIMS.get(family)
                                                      if family else None)
-        self.requests_made = 0
-        self._rng = random.Random()
-        self._sleep: Callable[[float], None] = time.sleep
+        self.requests_made = 0  # HTTP requests sent, retries included
+        self._attempt = 0  # attempts within the current `_request` (the SDK retries inside it)
+        self._last_failure = ""
 
     # subclass hooks
     @property
@@ -291,16 +394,39 @@ class _OpenAIEmbedderBase(EmbedderBase):
             out = out / np.where(norms == 0, 1.0, norms)
         return check_output(out, len(texts), self.dim, self.name)
 
-    # -- one request, with retries ---------------------------------------------------------
+    # -- one request (the SDK retries inside it) ------------------------------------------
     def _scrub(self, text: str) -> str:
-        """Server text with anything key-like removed (some APIs echo part of the key)."""
+        """Server text through the one secret rule, our own key included (APIs echo keys)."""
         try:
             key = resolve_api_key(self.spec.api_key_env, self.spec.api_key_file, required=False)
-        except ConfigError:  # the key file changed under us; the pattern below still applies
+        except ConfigError:  # the key file changed under us; the shape rules still apply
             key = None
-        if key:
-            text = text.replace(key, "***")
-        return re.sub(r"\b(sk-[A-Za-z0-9_*-]{4,}|[0-9a-f]{32})\b", "***", text)
+        return scrub(text, known=[key])
+
+    def _client_options(self) -> dict[str, Any]:
+        """Arguments both SDK clients take: the SDK's retries for our attempts, the timeout,
+        and HTTP hooks that count attempts and make retries visible."""
+        import openai
+
+        hooks: dict[str, list[Callable[..., Any]]] = {"request": [self._on_request],
+                                                      "response": [self._on_response]}
+        return {"max_retries": self.spec.max_attempts - 1, "timeout": self.spec.timeout,
+                "http_client": openai.DefaultHttpxClient(event_hooks=hooks)}
+
+    def _on_request(self, request: Any) -> None:
+        """Before each HTTP attempt: count it; warn if it is a retry (the SDK only logs at
+        INFO, which nobody sees by default)."""
+        self.requests_made += 1
+        self._attempt += 1
+        if self._attempt > 1:
+            log.warning("%s at %s: %s on attempt %d of %d; retrying", self.provider,
+                        self.endpoint, self._last_failure, self._attempt - 1,
+                        self.spec.max_attempts)
+        self._last_failure = (f"no answer within {self.spec.timeout:g} s or connection "
+                              "failed")  # stays so unless a response arrives
+
+    def _on_response(self, response: Any) -> None:
+        self._last_failure = f"HTTP {response.status_code}{_asked_wait(response.headers)}"
 
     def _client_or_make(self) -> Any:
         if self._client is None:
@@ -314,49 +440,41 @@ class _OpenAIEmbedderBase(EmbedderBase):
         kwargs: dict[str, Any] = {"model": self.model_arg, "input": inputs}
         if self.spec.dimensions is not None:
             kwargs["dimensions"] = self.spec.dimensions
-        attempts = self.spec.max_attempts
-        for attempt in range(1, attempts + 1):
-            self.requests_made += 1
-            try:
-                resp = client.embeddings.create(**kwargs)
-            except openai.APIStatusError as e:
-                status = e.status_code
-                if status in (401, 403):
-                    raise AuthError(
-                        f"{self.provider} at {self.endpoint} refused {self._key_hint()} "
-                        f"(HTTP {status}); check that it is the key of this resource"
-                    ) from None
-                if status == 404:
-                    raise EmbedderError(self._not_found()) from None
-                if status == 400 and "context length" in str(e.message).lower():
-                    raise _ContextLength() from None
-                if status == 429 or status >= 500 or status == 408:
-                    wait = retry_after_seconds(e.response.headers) if status == 429 else None
-                    what = f"HTTP {status}"
-                else:
-                    raise EmbedderError(
-                        f"{self.provider} at {self.endpoint} rejected the request for "
-                        f"'{self.model_arg}' (HTTP {status}): {self._scrub(_error_text(e))}"
-                    ) from None
-            except openai.APITimeoutError:
-                wait, what = None, f"no answer within {self.spec.timeout:g} s"
-            except openai.APIConnectionError as e:
-                wait, what = None, f"connection failed ({type(e.__cause__).__name__})"
-            else:
-                return self._parse(resp, len(inputs))
-            if attempt == attempts:
-                raise EmbedderError(f"{self.provider} at {self.endpoint}: {what} on all "
-                                    f"{attempts} attempts for '{self.model_arg}'; giving up")
-            if wait is None:
-                wait = backoff_seconds(attempt, self.spec.backoff_initial,
-                                       self.spec.backoff_max, self._rng)
-            elif wait > MAX_RETRY_AFTER_S:
-                raise EmbedderError(f"{self.provider} at {self.endpoint} is rate limiting and "
-                                    f"asks to wait {wait:.0f} s; try again later")
-            log.warning("%s at %s: %s; retrying in %.1f s (attempt %d of %d)", self.provider,
-                        self.endpoint, what, wait, attempt + 1, attempts)
-            self._sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+        self._attempt = 0
+        try:
+            resp = client.embeddings.create(**kwargs)
+        except openai.APIStatusError as e:
+            raise self._status_error(e) from None
+        except openai.APITimeoutError:
+            raise self._gave_up(f"no answer within {self.spec.timeout:g} s") from None
+        except openai.APIConnectionError as e:
+            raise self._gave_up(f"connection failed ({type(e.__cause__).__name__})") from None
+        return self._parse(resp, len(inputs))
+
+    def _gave_up(self, what: str) -> EmbedderError:
+        return EmbedderError(f"{self.provider} at {self.endpoint}: {what} on all "
+                             f"{self._attempt} attempts for '{self.model_arg}'; giving up")
+
+    def _status_error(self, e: Any) -> Exception:
+        """Our error for the HTTP error the SDK finally raised (after its retries, if any)."""
+        status = e.status_code
+        if status in (401, 403):
+            return AuthError(f"{self.provider} at {self.endpoint} refused {self._key_hint()} "
+                             f"(HTTP {status}); check that it is the key of this resource")
+        if status == 404:
+            return EmbedderError(self._not_found())
+        if status == 400 and "context length" in str(e.message).lower():
+            return _ContextLength()
+        retryable = status in (408, 409, 429) or status >= 500  # what the SDK retries
+        if retryable and self._attempt >= self.spec.max_attempts:
+            return self._gave_up(f"HTTP {status}")
+        if status == 429:  # retryable, yet the SDK stopped early: the ask is beyond its cap
+            return EmbedderError(
+                f"{self.provider} at {self.endpoint} is rate limiting and asks to wait longer "
+                f"than the openai client waits{_asked_wait(e.response.headers)}; try again later")
+        return EmbedderError(
+            f"{self.provider} at {self.endpoint} rejected the request for '{self.model_arg}' "
+            f"(HTTP {status}): {self._scrub(_error_text(e))}")
 
     def _parse(self, resp: Any, n: int) -> np.ndarray:
         import numpy as np
@@ -389,6 +507,15 @@ class _ContextLength(Exception):
     """Internal: the API said an input exceeds the model's context."""
 
 
+def _asked_wait(headers: Any) -> str:
+    """The server's wait request as sent, e.g. ` (Retry-After: 30)`; parsing is the SDK's."""
+    for name in ("retry-after-ms", "Retry-After"):
+        value = headers.get(name)
+        if value is not None:
+            return f" ({name}: {str(value)[:40]})"
+    return ""
+
+
 def _error_text(e: Any) -> str:
     body = getattr(e, "body", None)
     if isinstance(body, dict):
@@ -398,11 +525,11 @@ def _error_text(e: Any) -> str:
     return str(getattr(e, "message", "") or type(e).__name__)[:300]
 
 
-@register_embedder("azure_openai")
+@register_embedder(AzureOpenAISpec, prefixes=("azure", "azure_openai"),
+                   forms=("azure:<deployment>[@dimensions]",))
 class AzureOpenAIEmbedder(_OpenAIEmbedderBase):
     """One Azure OpenAI embedding deployment (text-embedding-ada-002, -3-small, -3-large)."""
 
-    spec_class = AzureOpenAISpec
     provider = "Azure OpenAI"
     spec: AzureOpenAISpec
 
@@ -416,7 +543,7 @@ class AzureOpenAIEmbedder(_OpenAIEmbedderBase):
         resolve_api_key(spec.api_key_env, spec.api_key_file)  # fail now, not mid-run
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec) -> AzureOpenAIEmbedder:
+    def from_spec(cls, spec: EmbedderSpec) -> AzureOpenAIEmbedder:
         if not isinstance(spec, AzureOpenAISpec):
             raise ConfigError(f"model '{spec.name}' is not an azure_openai spec")
         return cls(spec)
@@ -440,19 +567,18 @@ class AzureOpenAIEmbedder(_OpenAIEmbedderBase):
         return AzureOpenAI(
             azure_endpoint=self.endpoint, api_version=self.spec.api_version,
             api_key=resolve_api_key(self.spec.api_key_env, self.spec.api_key_file),
-            max_retries=0, timeout=self.spec.timeout)
+            **self._client_options())
 
     def _fingerprint_payload(self) -> dict[str, Any]:
         return {"endpoint": self.endpoint.lower(), "deployment": self.spec.deployment,
                 "model": self.spec.model_family() or self.spec.model}
 
 
-@register_embedder("openai")
+@register_embedder(OpenAISpec, prefixes=("openai",), forms=("openai:<model>[@dimensions]",))
 class OpenAIEmbedder(_OpenAIEmbedderBase):
     """OpenAI's API, or any OpenAI-compatible `/v1/embeddings` server given by `base_url`
     (a key is then optional: local servers often need none)."""
 
-    spec_class = OpenAISpec
     spec: OpenAISpec
 
     def __init__(self, spec: OpenAISpec) -> None:
@@ -466,7 +592,7 @@ class OpenAIEmbedder(_OpenAIEmbedderBase):
         return self._base_url == "https://api.openai.com/v1"
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec) -> OpenAIEmbedder:
+    def from_spec(cls, spec: EmbedderSpec) -> OpenAIEmbedder:
         if not isinstance(spec, OpenAISpec):
             raise ConfigError(f"model '{spec.name}' is not an openai spec")
         return cls(spec)
@@ -488,8 +614,7 @@ class OpenAIEmbedder(_OpenAIEmbedderBase):
 
         key = resolve_api_key(self.spec.api_key_env, self.spec.api_key_file,
                               required=self._needs_key)
-        return OpenAI(base_url=self.endpoint, api_key=key or "no-key", max_retries=0,
-                      timeout=self.spec.timeout)
+        return OpenAI(base_url=self.endpoint, api_key=key or "no-key", **self._client_options())
 
     def _fingerprint_payload(self) -> dict[str, Any]:
         return {"base_url": self.endpoint.lower(), "model": self.spec.model}

@@ -22,29 +22,34 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
+import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import AliasChoices, Field, field_validator
 
 from embedarena.embedders.base import (
     EmbedderBase,
+    EmbedderSpec,
     check_output,
     register_embedder,
     settings_fingerprint,
 )
-from embedarena.embedders.spec import HFSpec, ModelSpec
+from embedarena.embedders.pooling import pool
+from embedarena.embedders.st_format import DenseLayer, ModelLayout, read_layout
+from embedarena.embedders.st_format import read_json as _read_json
 from embedarena.errors import ConfigError, EmbedderError, MissingExtraError
+from embedarena.progress import TaskBase, current
 
 if TYPE_CHECKING:
     import numpy as np
 
 #: Hard cap for the *default* max_length (BERT-family position limit; long inputs cost O(n²)).
 DEFAULT_MAX_LENGTH_CAP = 512
-#: Texts at or above this count get a progress bar (on stderr) unless `progress: false`.
+#: Texts at or above this count get a progress task unless `progress: false`.
 PROGRESS_MIN_TEXTS = 1024
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
@@ -65,13 +70,6 @@ SAMPLE_BLOCKS = 64
 SAMPLE_BLOCK_SIZE = 2**20
 
 _ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert", "longformer", "xlm-roberta-xl"}
-_ACTIVATIONS = {
-    "torch.nn.modules.linear.Identity": "identity",
-    "torch.nn.modules.activation.Tanh": "tanh",
-    "torch.nn.modules.activation.ReLU": "relu",
-    "torch.nn.modules.activation.GELU": "gelu",
-    "torch.nn.modules.activation.Sigmoid": "sigmoid",
-}
 
 
 # -- reading a model dir (no torch) -----------------------------------------------------------
@@ -89,98 +87,6 @@ def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
     if not (p / "config.json").is_file() and not (p / "modules.json").is_file():
         raise EmbedderError(f"{p} is not a Hugging Face model directory (no config.json)")
     return p.resolve()
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise EmbedderError(f"cannot read {path}: {e}") from None
-    return data if isinstance(data, dict) else {"_list": data}
-
-
-@dataclass(frozen=True)
-class DenseLayer:
-    """A sentence-transformers `Dense` module: linear projection plus activation."""
-
-    path: Path
-    in_features: int
-    out_features: int
-    bias: bool
-    activation: str
-
-
-@dataclass
-class ModelLayout:
-    """What a model dir says about how to turn token states into a sentence vector."""
-
-    transformer_dir: Path
-    is_sentence_transformers: bool = False
-    pooling: str | None = None  # cls | mean | unsupported:<what> | None (no ST pooling)
-    normalize: bool | None = None
-    dense: list[DenseLayer] = field(default_factory=list)
-    max_seq_length: int | None = None
-    do_lower_case: bool = False
-    module_dirs: list[Path] = field(default_factory=list)
-
-
-def read_layout(model_dir: Path) -> ModelLayout:
-    """Parse `modules.json` and friends; unknown module types are refused, not skipped,
-    because skipping one would silently produce different vectors than the model's own."""
-    modules_file = model_dir / "modules.json"
-    if not modules_file.is_file():
-        return ModelLayout(transformer_dir=model_dir)
-    raw = _read_json(modules_file).get("_list")
-    if not isinstance(raw, list):
-        raise EmbedderError(f"{modules_file}: expected a list of modules")
-    layout = ModelLayout(transformer_dir=model_dir, is_sentence_transformers=True,
-                         normalize=False)
-    for mod in sorted(raw, key=lambda m: int(m.get("idx", 0))):
-        kind = str(mod.get("type", "")).rsplit(".", 1)[-1]
-        mdir = model_dir / str(mod.get("path", ""))
-        if kind == "Transformer":
-            layout.transformer_dir = mdir
-            cfg_file = model_dir / "sentence_bert_config.json"
-            if not cfg_file.is_file():
-                cfg_file = mdir / "sentence_bert_config.json"
-            if cfg_file.is_file():
-                st_cfg = _read_json(cfg_file)
-                msl = st_cfg.get("max_seq_length")
-                layout.max_seq_length = int(msl) if isinstance(msl, int) else None
-                layout.do_lower_case = bool(st_cfg.get("do_lower_case", False))
-        elif kind == "Pooling":
-            layout.pooling = _st_pooling(_read_json(mdir / "config.json"))
-            layout.module_dirs.append(mdir)
-        elif kind == "Dense":
-            cfg = _read_json(mdir / "config.json")
-            act = str(cfg.get("activation_function", "torch.nn.modules.linear.Identity"))
-            if act not in _ACTIVATIONS:
-                raise EmbedderError(f"{mdir}: Dense activation {act} is not supported "
-                                    f"(supported: {', '.join(sorted(_ACTIVATIONS))})")
-            layout.dense.append(DenseLayer(mdir, int(cfg["in_features"]),
-                                           int(cfg["out_features"]), bool(cfg.get("bias", True)),
-                                           _ACTIVATIONS[act]))
-            layout.module_dirs.append(mdir)
-        elif kind == "Normalize":
-            layout.normalize = True
-        else:
-            raise EmbedderError(f"{model_dir}: sentence-transformers module '{kind}' is not "
-                                "supported (supported: Transformer, Pooling, Dense, Normalize)")
-    return layout
-
-
-def _st_pooling(cfg: dict[str, Any]) -> str:
-    mode = cfg.get("pooling_mode")
-    if isinstance(mode, str):
-        modes = {mode}
-    else:
-        modes = {k.removeprefix("pooling_mode_").removesuffix("_token").removesuffix("_tokens")
-                 for k, v in cfg.items() if k.startswith("pooling_mode_") and v is True}
-    if modes == {"cls"}:
-        return "cls"
-    if modes == {"mean"}:
-        return "mean"
-    return f"unsupported:{'+'.join(sorted(modes)) or 'none'}"
 
 
 def weights_digest(path: Path) -> str:
@@ -259,27 +165,70 @@ def _need(module: str, extra: str) -> None:
         raise MissingExtraError(module, extra)
 
 
-def progress_console() -> Any:
-    """The CLI's stderr console when running under the CLI (so our bar nests inside the
-    pipeline's live display), else a fresh stderr console."""
-    shared = sys.modules.get("embedarena.cli.console")
-    if shared is not None and getattr(shared, "err_console", None) is not None:
-        return shared.err_console
-    from rich.console import Console
+# -- settings -------------------------------------------------------------------------------
+class HFSpec(EmbedderSpec):
+    """`type: hf`: any local Hugging Face encoder dir (BGE, ACGE, fine-tuned checkpoints,
+    sentence-transformers dirs). `path: minilm` means the bundled all-MiniLM-L6-v2.
 
-    return Console(stderr=True)
+    None means "read it from the model dir" (see `embedarena.embedders.hf`). FlagEmbedding's
+    argument names (`pooling_method`, `normalize_embeddings`, `use_fp16`) are accepted too, so
+    a user's FlagEmbedding settings translate one to one.
+    """
+
+    type: Literal["hf"] = "hf"
+    path: str
+    pooling: Literal["cls", "mean"] | None = Field(
+        default=None, validation_alias=AliasChoices("pooling", "pooling_method"))
+    normalize: bool | None = Field(
+        default=None, validation_alias=AliasChoices("normalize", "normalize_embeddings"))
+    query_instruction_for_retrieval: str = ""
+    max_length: int | None = Field(default=None, ge=1, le=32768)
+    batch_size: int = Field(default=32, ge=1, le=65536)
+    device: str = "auto"
+    fp16: bool | None = Field(default=None, validation_alias=AliasChoices("fp16", "use_fp16"))
+    progress: bool = True
+    trust_remote_code: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _path_ok(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("path cannot be empty")
+        return v.strip()
+
+    @field_validator("device")
+    @classmethod
+    def _device_ok(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v):
+            raise ValueError("device is one of auto, cpu, cuda, cuda:N, mps")
+        return v
+
+    @classmethod
+    def default_name(cls, data: dict[str, Any]) -> str | None:
+        path = data.get("path")
+        if not isinstance(path, str) or not path.strip():
+            return None
+        p = PurePath(path.strip().rstrip("/\\") or "/")
+        base = p.name or str(p)
+        # Trainer output dirs end in checkpoint-N; the run folder above says which run.
+        if re.fullmatch(r"checkpoint-\d+", base) and p.parent.name:
+            return f"{p.parent.name}-{base}"
+        return base
+
+    @classmethod
+    def from_inline(cls, rest: str) -> dict[str, Any]:
+        return {"path": rest}
 
 
 # -- the embedder -----------------------------------------------------------------------------
-@register_embedder("hf")
+@register_embedder(HFSpec, prefixes=("hf",), names={"minilm": {"path": "minilm", "name": "minilm"}},
+                   forms=("hf:<dir>", "minilm"))
 class HFEmbedder(EmbedderBase):
     """A local transformer encoder: pooled, optionally projected and normalised token states.
 
     Batches are formed from texts sorted by token length (less padding, often 2-3x faster on
     mixed-length corpora); outputs are put back in input order.
     """
-
-    spec_class = HFSpec
 
     def __init__(self, path: str | os.PathLike[str], *, name: str | None = None,
                  pooling: str | None = None, normalize: bool | None = None,
@@ -323,7 +272,7 @@ class HFEmbedder(EmbedderBase):
         self.batches_run = 0
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec) -> HFEmbedder:
+    def from_spec(cls, spec: EmbedderSpec) -> HFEmbedder:
         if not isinstance(spec, HFSpec):
             raise ConfigError(f"model '{spec.name}' is not an hf spec")
         return cls(spec.path, name=spec.name, pooling=spec.pooling, normalize=spec.normalize,
@@ -477,53 +426,26 @@ class HFEmbedder(EmbedderBase):
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        bar = self._progress(len(texts), what)
-        try:
-            task = bar.add_task(f"embed {len(texts)} {what} ({self.name})",
-                                total=len(texts)) if bar else None
-            with torch.inference_mode():
-                for batch in batches:
-                    width = len(ids[batch[0]])
-                    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                    mask = torch.zeros((len(batch), width), dtype=torch.long)
-                    for row, i in enumerate(batch):
-                        seq = ids[i]
-                        input_ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-                        mask[row, :len(seq)] = 1
-                    input_ids, mask = input_ids.to(device), mask.to(device)
-                    hidden = model(input_ids=input_ids, attention_mask=mask)[0].float()
-                    vec = self._pool(hidden, mask)
-                    for layer in dense:
-                        vec = layer(vec.to(next(layer.parameters()).dtype)).float()
-                    if self._normalize:
-                        vec = torch.nn.functional.normalize(vec, p=2, dim=-1)
-                    out[batch] = vec.cpu().numpy()
-                    self.batches_run += 1
-                    if bar is not None and task is not None:
-                        bar.advance(task, len(batch))
-        finally:
-            if bar is not None:
-                bar.stop()
+        task = (current().task(f"embed {len(texts)} {what} ({self.name})", total=len(texts))
+                if self.progress and len(texts) >= PROGRESS_MIN_TEXTS else TaskBase())
+        with task, torch.inference_mode():
+            for batch in batches:
+                width = len(ids[batch[0]])
+                input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    seq = ids[i]
+                    input_ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+                    mask[row, :len(seq)] = 1
+                input_ids, mask = input_ids.to(device), mask.to(device)
+                hidden = model(input_ids=input_ids, attention_mask=mask)[0].float()
+                vec = pool(hidden, mask, self.pooling)
+                for layer in dense:
+                    vec = layer(vec.to(next(layer.parameters()).dtype)).float()
+                if self._normalize:
+                    vec = torch.nn.functional.normalize(vec, p=2, dim=-1)
+                out[batch] = vec.cpu().numpy()
+                self.batches_run += 1
+                task.advance(len(batch))
         return check_output(out, len(texts), self.dim, self.name)
 
-    def _pool(self, hidden: Any, mask: Any) -> Any:
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
-
-    def _progress(self, n: int, what: str) -> Any:
-        if not self.progress or n < PROGRESS_MIN_TEXTS:
-            return None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TimeRemainingColumn(), console=progress_console(), transient=True)
-        bar.start()
-        return bar

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator
 
 from embedarena.embedders.base import (
     Embedder,
     EmbedderBase,
+    EmbedderSpec,
     check_output,
     register_embedder,
     settings_fingerprint,
 )
-from embedarena.embedders.spec import SECRET_FIELDS, LangChainSpec, ModelSpec
 from embedarena.errors import ConfigError, EmbedderError, MissingExtraError
+from embedarena.secrets import is_secret_name
 
 if TYPE_CHECKING:
     import numpy as np
@@ -84,7 +88,40 @@ def load_factory(path: str) -> Any:
     return obj
 
 
-@register_embedder("langchain")
+class LangChainSpec(EmbedderSpec):
+    """`type: langchain`: `factory: package.module:callable` returns a LangChain `Embeddings`.
+
+    The factory reads its own credentials from the environment. Its object is opaque to us, so
+    the fingerprint covers factory + kwargs + `revision`: bump `revision` when the model behind
+    it changes. `normalized: true` lets the indexer use dot_product (only if it is true).
+    """
+
+    type: Literal["langchain"] = "langchain"
+    factory: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    normalized: bool = False
+    revision: str | None = None
+
+    @field_validator("factory")
+    @classmethod
+    def _factory_ok(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", v):
+            raise ValueError("factory is 'package.module:callable'")
+        return v
+
+    @classmethod
+    def default_name(cls, data: dict[str, Any]) -> str | None:
+        f = data.get("factory")
+        if not isinstance(f, str) or ":" not in f:
+            return None
+        return f.rsplit(":", 1)[1].rsplit(".", 1)[-1]
+
+    @classmethod
+    def from_inline(cls, rest: str) -> dict[str, Any]:
+        return {"factory": rest}
+
+
+@register_embedder(LangChainSpec, prefixes=("langchain",), forms=("langchain:<module>:<callable>",))
 class LangChainEmbedder(EmbedderBase):
     """Any LangChain `Embeddings` as an embedarena embedder. `dim` comes from embedding one
     probe text (once, lazily).
@@ -96,8 +133,6 @@ class LangChainEmbedder(EmbedderBase):
     Queries go through `embed_query` one at a time (LangChain has no batch query call, and an
     Embeddings may treat queries differently from documents, e.g. with an instruction).
     """
-
-    spec_class = LangChainSpec
 
     def __init__(self, lc_embeddings: Any, name: str, *, normalized: bool = False,
                  revision: str | None = None, origin: dict[str, Any] | None = None) -> None:
@@ -113,7 +148,7 @@ class LangChainEmbedder(EmbedderBase):
         self._dim: int | None = None
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec) -> LangChainEmbedder:
+    def from_spec(cls, spec: EmbedderSpec) -> LangChainEmbedder:
         if not isinstance(spec, LangChainSpec):
             raise ConfigError(f"model '{spec.name}' is not a langchain spec")
         factory = load_factory(spec.factory)
@@ -177,8 +212,7 @@ def _public_fields(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in raw.items():
         low = str(k).lower()
-        if k.startswith("_") or low in SECRET_FIELDS or "key" in low or "token" in low \
-                or "secret" in low or "password" in low:
+        if k.startswith("_") or is_secret_name(low):
             continue
         try:
             json.dumps(v)

@@ -34,6 +34,7 @@ from embedarena.evaluation.metrics import (
 from embedarena.evaluation.run import Run
 
 if TYPE_CHECKING:
+    import pandas as pd
     from rich.console import RenderableType
     from rich.table import Table
 
@@ -257,6 +258,46 @@ class Comparison:
             "best": {qs: {c: self.best(qs, c) for c in self.columns(qs)}
                      for qs in self.query_sets},
         }
+
+    def to_pandas(self, query_set: str | None = None) -> pd.DataFrame:
+        """Models × metrics with unrounded 0-1 values (NaN where not computed): indexed by
+        (query_set, model), or by model for one `query_set`."""
+        import pandas as pd
+
+        cols = list(dict.fromkeys(c for qs in self.query_sets for c in self.columns(qs)))
+        records = [{"query_set": r.query_set, "model": r.model,
+                    **{c: self.value(r.model, r.query_set, c) for c in cols}}
+                   for r in self._rows.values()]
+        frame = pd.DataFrame.from_records(records, columns=["query_set", "model", *cols])
+        frame[cols] = frame[cols].astype(float)
+        frame = frame.set_index(["query_set", "model"])
+        if query_set is None:
+            return frame
+        if query_set not in self.query_sets:
+            raise ConfigError(f"no query set {query_set!r}; sets: {self.query_sets}")
+        one = frame.xs(query_set, level="query_set")
+        return one[self.columns(query_set)]
+
+    def _repr_html_(self) -> str:
+        """A notebook shows the comparison as its tables (displayed units, best in bold)."""
+        import html
+
+        parts = []
+        for qs in self.query_sets:
+            cols = self.columns(qs)
+            title, _ = self._caption(qs)
+            best = {c: set(self.best(qs, c)) for c in cols}
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in ["model", *cols])
+            body = []
+            for m in self.models:
+                cells = [f"<td>{html.escape(m)}</td>"]
+                for c in cols:
+                    text = html.escape(format_value(c, self.value(m, qs, c)))
+                    cells.append(f"<td><b>{text}</b></td>" if m in best[c] else f"<td>{text}</td>")
+                body.append("<tr>" + "".join(cells) + "</tr>")
+            parts.append(f"<table><caption>{html.escape(title)}</caption><thead><tr>{head}"
+                         f"</tr></thead><tbody>{''.join(body)}</tbody></table>")
+        return "".join(parts) + f"<p><small>{html.escape(UNITS_NOTE)}</small></p>"
 
     def save(self, out_dir: Path) -> list[Path]:
         """Write comparison.md, comparison.csv and comparison.json into out_dir."""

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embedarena.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -89,6 +92,25 @@ class Run:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def to_pandas(self, metrics: Any = None) -> pd.DataFrame:
+        """One row per query: qid, query, gold (relevant ids), retrieved, scores, and, given
+        this run's `RunMetrics`, its per-query values (NaN: excluded, no relevant gold)."""
+        import pandas as pd
+
+        frame = pd.DataFrame({
+            "qid": [r.qid for r in self.results],
+            "query": [r.query for r in self.results],
+            "gold": [r.relevant for r in self.results],
+            "retrieved": [r.retrieved for r in self.results],
+            "scores": [r.scores for r in self.results],
+        })
+        if metrics is not None:
+            if list(metrics.qids) != frame["qid"].tolist():
+                raise ValueError(f"the metrics of {metrics.model} are not this run's queries")
+            for spec in metrics.specs:
+                frame[str(spec)] = metrics.per_query(spec)
+        return frame
 
 
 def _trec_id(s: str) -> str:

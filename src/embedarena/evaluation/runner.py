@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from embedarena.embedders.base import Embedder
 
 
-def _to_run(model: str, queries: QuerySet, hits: list[list[Hit]],
+def to_run(model: str, queries: QuerySet, hits: list[list[Hit]],
             meta: dict[str, Any]) -> Run:
     if len(hits) != len(queries):
         raise RuntimeError(f"{len(hits)} results for {len(queries)} queries")
@@ -71,7 +71,7 @@ def run_dense(client: Elasticsearch, target: Target, alias: str, model: str,
     t1 = time.monotonic()
     hits = msearch_batches(client, target, alias, bodies, msearch_batch, progress)
     t_search = time.monotonic() - t1
-    run = _to_run(model, queries, hits, {
+    run = to_run(model, queries, hits, {
         "index": meta["index"], "alias": alias, "k": k, "num_candidates": num_candidates,
         "search": "knn", "fingerprint": embedder.fingerprint,
         "index_options": meta.get("index_options"), "similarity": meta.get("similarity"),
@@ -105,7 +105,7 @@ def run_bm25(client: Elasticsearch, target: Target, alias: str, model: str, anal
     hits = msearch_batches(client, target, alias,
                            [bm25_body(t, k, chain.field) for t in texts],
                            msearch_batch, progress)
-    return _to_run(model, queries, hits, {
+    return to_run(model, queries, hits, {
         "index": meta["index"], "alias": alias, "k": k, "search": "bm25",
         "analyzer": analyzer, "analysis": chain.fingerprint_payload(),
         "fingerprint": meta["fingerprint"],
@@ -114,30 +114,6 @@ def run_bm25(client: Elasticsearch, target: Target, alias: str, model: str, anal
 
 
 ANN_TYPES = ("hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw")
-
-
-def exact_top_k(doc_vectors: np.ndarray, query_vectors: np.ndarray, k: int,
-                similarity: str) -> np.ndarray:
-    """Row i: indices of the k best documents for query i by exact (brute-force) similarity.
-
-    Ranks the same way ES scores each similarity (cosine on normalised vectors, dot product,
-    negative L2 distance), so it is the ground truth an HNSW search approximates.
-    """
-    d = np.asarray(doc_vectors, dtype=np.float64)
-    q = np.asarray(query_vectors, dtype=np.float64)
-    if similarity == "cosine":
-        d = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
-        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        sims = q @ d.T
-    elif similarity in ("dot_product", "max_inner_product"):
-        sims = q @ d.T
-    elif similarity == "l2_norm":
-        sims = -(np.sum(q**2, axis=1)[:, None] - 2 * q @ d.T + np.sum(d**2, axis=1)[None, :])
-    else:
-        raise ValueError(f"unknown similarity {similarity!r}")
-    k = min(k, d.shape[0])
-    # stable sort on (-sim, position) keeps ties deterministic
-    return np.argsort(-sims, axis=1, kind="stable")[:, :k]
 
 
 def ann_overlap(approx: list[list[str]], exact: list[list[str]], k: int) -> dict[str, Any]:
@@ -156,12 +132,15 @@ def ann_check(client: Elasticsearch, target: Target, index: str, query_vectors: 
               approx: list[list[str]], k: int, similarity: str) -> dict[str, Any]:
     """Exact search in-process over the index's own vectors, compared with its HNSW answers.
 
-    Done with numpy, not ES `script_score`: that needs the lang-painless module, which a
-    minimal node lacks, and label corpora of thousands fit in memory in milliseconds.
+    Done in process (`embedarena.indexer.exact`, numpy: stable tie order), not ES
+    `script_score`: that needs the lang-painless module, which a minimal node lacks, and label
+    corpora of thousands fit in memory in milliseconds.
     """
+    from embedarena.indexer.exact import exact_search
+
     t0 = time.monotonic()
     ids, doc_vecs = fetch_vectors(client, target, index)
-    top = exact_top_k(doc_vecs, query_vectors, k, similarity)
+    top = exact_search(query_vectors, doc_vecs, k, similarity, backend="numpy").indices
     exact = [[ids[j] for j in row] for row in top]
     out = ann_overlap(approx, exact, k)
     out.update({"exact": "numpy brute force over the index's vectors",

@@ -12,7 +12,6 @@ so its users can open our indexes directly.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,16 +23,15 @@ from embedarena.data.types import Corpus
 from embedarena.errors import ConfigError, IndexMismatchError, SearchBackendError
 from embedarena.indexer.analysis import SEGMENTED_FIELD, AnalysisChain, check_chain, get_chain
 from embedarena.indexer.es import Target, es_errors
+from embedarena.names import index_slug
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
 
     from embedarena.embedders.base import Embedder
 
-TEXT_FIELD = "text"
-VECTOR_FIELD = "vector"
-META_FIELD = "metadata"
-DOC_ID_FIELD = "doc_id"
+# field names live in `fields` (no import cycle); other modules still import them from here
+from embedarena.indexer.fields import DOC_ID_FIELD, META_FIELD, TEXT_FIELD, VECTOR_FIELD
 
 IndexType = Literal["hnsw", "int8_hnsw", "flat", "int8_flat"]
 Similarity = Literal["cosine", "dot_product", "l2_norm", "max_inner_product"]
@@ -73,18 +71,13 @@ class BuildResult:
     seconds: float
     meta: dict[str, Any] = field(default_factory=dict)
     deleted_old: list[str] = field(default_factory=list)
-
-
-def slug(name: str) -> str:
-    """An ES-safe lowercase name for a model (ES index names forbid upper case and `\\/*?"<>|`)."""
-    s = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._")
-    if not s:
-        s = hashlib.sha1(name.encode()).hexdigest()[:12]
-    return s[:120]
+    #: A line for the user when the row has no index of its own (a hybrid).
+    note: str | None = None
 
 
 def alias_for(model_name: str, prefix: str = "embedarena-") -> str:
-    return f"{prefix}{slug(model_name)}"
+    """The alias of a model's index: the prefix plus the one naming rule (`embedarena.names`)."""
+    return f"{prefix}{index_slug(model_name)}"
 
 
 def doc_uid(doc_id: str) -> str:
@@ -205,12 +198,9 @@ class Builder:
         settings_key = _settings_key({"kind": "dense", "similarity": similarity,
                                       "options": options.__dict__})
         fp = embedder.fingerprint
-        with es_errors(self.target, f"index {alias}"):
-            meta_now = index_meta(self.client, alias)
-        if not force and is_current(meta_now, fp, corpus, settings_key):
-            assert meta_now is not None
-            return BuildResult(alias, meta_now["index"], int(meta_now["doc_count"]), True, 0.0,
-                               meta_now)
+        reused = None if force else self._reusable(alias, fp, corpus, settings_key)
+        if reused is not None:
+            return reused
         meta = self._meta(model_name, fp, corpus, settings_key, model_public, {
             "kind": "dense", "dim": embedder.dim, "similarity": similarity,
             "index_options": options.to_es(),
@@ -240,12 +230,9 @@ class Builder:
         fp = lexical_fingerprint(analyzer)
         settings_key = _settings_key({"kind": "bm25", "analyzer": analyzer,
                                       "shards": options.shards})
-        with es_errors(self.target, f"index {alias}"):
-            meta_now = index_meta(self.client, alias)
-        if not force and is_current(meta_now, fp, corpus, settings_key):
-            assert meta_now is not None
-            return BuildResult(alias, meta_now["index"], int(meta_now["doc_count"]), True, 0.0,
-                               meta_now)
+        reused = None if force else self._reusable(alias, fp, corpus, settings_key)
+        if reused is not None:
+            return reused
         check_chain(self.client, self.target, chain)
         meta = self._meta(model_name, fp, corpus, settings_key, {"type": "bm25",
                           "analyzer": analyzer}, {"kind": "bm25", "analyzer": analyzer,
@@ -261,6 +248,15 @@ class Builder:
                            extra_settings=chain.settings)
 
     # -- internals -----------------------------------------------------------------------
+    def _reusable(self, alias: str, fingerprint: str, corpus: Corpus,
+                  settings_key: str) -> BuildResult | None:
+        """The alias's index when it was built by this fingerprint, corpus and settings."""
+        with es_errors(self.target, f"index {alias}"):
+            meta = index_meta(self.client, alias)
+        if meta is None or not is_current(meta, fingerprint, corpus, settings_key):
+            return None
+        return BuildResult(alias, meta["index"], int(meta["doc_count"]), True, 0.0, meta)
+
     def _meta(self, model_name: str, fp: str, corpus: Corpus, settings_key: str,
               model_public: dict[str, Any] | None, extra: dict[str, Any]) -> dict[str, Any]:
         return {

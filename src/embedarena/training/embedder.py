@@ -10,82 +10,198 @@ FlagEmbedding all load (a plain HF model dir plus sentence-transformers module f
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from embedarena import progress
+from embedarena.embedders.pooling import pool
+from embedarena.embedders.st_format import read_layout, write_st_files
 from embedarena.errors import ConfigError, EmbedderError, MissingExtraError
 
 #: Written into every output dir (and checkpoint) so a model says how it was made.
 TRAINING_META = "embedarena_training.json"
 
 
-@dataclass
-class TrainConfig:
-    """Every knob of `embedarena train embedder`; names follow FlagEmbedding where it has one."""
+class Flags:
+    """Extra command-line spellings of a setting, declared with it (the CLI adds
+    `--dash-name` itself and reads `_` as `-`), so FlagEmbedding scripts translate one to one.
 
-    model: str
-    train: list[str]
-    output_dir: str
-    temperature: float = 0.02
-    in_batch_negatives: bool = True
-    cross_device_negatives: bool = True
-    mask_false_negatives: bool = True
-    train_group_size: int = 8
-    query_max_len: int = 64
-    passage_max_len: int = 256
-    query_instruction: str = ""
-    pooling: str | None = None
-    normalize: bool = True
-    learning_rate: float = 2e-5
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 16
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    fp16: bool = False
-    bf16: bool = False
-    gradient_checkpointing: bool = False
-    gradient_accumulation_steps: int = 1
-    cache_chunk_size: int | None = None
-    deepspeed: str | None = None
-    save_steps: int | None = None
-    save_total_limit: int | None = 2
-    resume_from_checkpoint: str | None = None
-    seed: int = 42
-    logging_steps: int = 10
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
-    extend_vocab: bool = False
-    vocab_min_count: int = 1
-    drop_dense: bool = False
-    dataloader_num_workers: int = 0
-    device: str | None = None
-    progress: bool = True
+    `switch`: a bare flag that sets this value (`--cpu` sets device "cpu").
+    `existing_file`: the value (each item of a list) names a file that must exist.
+    """
 
-    def check(self) -> None:
+    __slots__ = ("names", "switch", "existing_file")
+
+    def __init__(self, *names: str, switch: str | None = None,
+                 existing_file: bool = False) -> None:
+        self.names = names
+        self.switch = switch
+        self.existing_file = existing_file
+
+
+ReportTo = Literal["tensorboard", "wandb", "none"]
+
+
+class TrainConfig(BaseModel):
+    """Every setting of `embedarena train embedder`, declared once: name, type, default,
+    help and command-line spellings. The CLI is generated from these fields and an
+    experiment's `finetune:` block sets them by name, so the two cannot drift apart."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: Annotated[str, Flags("-m", "--model_name_or_path")] = Field(
+        description="Base encoder: a local HF/sentence-transformers dir, or `minilm`.")
+    train: Annotated[list[str], Flags("-t", "--train_data", existing_file=True)] = Field(
+        min_length=1, description="Train JSONL {query, pos, neg}. Repeatable.")
+    output_dir: Annotated[str, Flags("--output", "-o")] = Field(
+        description="Output model dir.")
+    temperature: float = Field(default=0.02, gt=0, description="InfoNCE temperature.")
+    in_batch_negatives: bool = Field(
+        default=True, description="Use other queries' passages as negatives.")
+    cross_device_negatives: Annotated[bool, Flags("--negatives_cross_device")] = Field(
+        default=True,
+        description="Under torchrun, gather passages from every process (with gradient).")
+    mask_false_negatives: bool = Field(
+        default=True, description="Mask in-batch passages that are also gold for the query.")
+    train_group_size: int = Field(
+        default=8, ge=1, description="1 positive + n-1 negatives per query.")
+    query_max_len: int = Field(default=64, ge=1, description="Query max tokens.")
+    passage_max_len: int = Field(default=256, ge=1, description="Passage max tokens.")
+    query_instruction: Annotated[str, Flags("--query_instruction_for_retrieval")] = Field(
+        default="", description="Prepended to every query (BGE-style).")
+    pooling: Annotated[Literal["cls", "mean"] | None, Flags("--sentence_pooling_method")] = (
+        Field(default=None, description="cls | mean (default: the model dir's)."))
+    normalize: bool = Field(default=True, description="Unit-length embeddings.")
+    learning_rate: Annotated[float, Flags("--lr")] = Field(
+        default=2e-5, gt=0, description="Learning rate.")
+    epochs: Annotated[float, Flags("--num_train_epochs")] = Field(
+        default=1.0, gt=0, description="Epochs.")
+    max_steps: int = Field(
+        default=-1, ge=-1, description="Stop after this many optimizer steps (-1: by epochs).")
+    batch_size: Annotated[int, Flags("-b", "--per_device_train_batch_size")] = Field(
+        default=16, ge=1, description="Queries per device per step.")
+    warmup_ratio: float = Field(
+        default=0.1, ge=0, lt=1, description="Warm-up share of the steps.")
+    weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay.")
+    fp16: bool = Field(default=False, description="Mixed precision fp16 (GPU).")
+    bf16: bool = Field(default=False, description="Mixed precision bf16 (Ampere+ GPU).")
+    gradient_checkpointing: bool = Field(
+        default=False,
+        description="Recompute activations in the backward pass: less memory, slower steps.")
+    gradient_accumulation_steps: int = Field(
+        default=1, ge=1, description="Accumulate gradients over this many steps.")
+    cache_chunk_size: int | None = Field(
+        default=None, ge=1, description="Cached (GradCache) loss: encode in chunks of this "
+        "size, so a big batch fits a small GPU (one process only).")
+    deepspeed: Annotated[str | None, Flags(existing_file=True)] = Field(
+        default=None, description="DeepSpeed config JSON (passed to the Trainer).")
+    save_steps: int | None = Field(
+        default=None, ge=1, description="Checkpoint every N steps.")
+    save_total_limit: int | None = Field(
+        default=2, ge=1, description="Keep at most N checkpoints.")
+    resume_from_checkpoint: Annotated[str | None, Flags("--resume")] = Field(
+        default=None, description="A checkpoint dir to continue from.")
+    seed: int = Field(
+        default=42, description="Seed (data order, sampling, init of new tokens).")
+    logging_steps: int = Field(default=10, ge=1, description="Log the loss every N steps.")
+    report_to: list[ReportTo] = Field(
+        default_factory=lambda: list[ReportTo](["tensorboard"]),
+        description="tensorboard | wandb | none (comma-separated or repeated).")
+    extend_vocab: bool = Field(
+        default=False,
+        description="Add characters/words the tokenizer maps to [UNK] as new tokens.")
+    vocab_min_count: int = Field(
+        default=1, ge=1,
+        description="With --extend-vocab: add pieces seen at least this often.")
+    drop_dense: bool = Field(
+        default=False,
+        description="Train a model with Dense modules as a bare transformer (FlagEmbedding "
+        "does).")
+    dataloader_num_workers: int = Field(
+        default=0, ge=0, description="Data loader worker processes.")
+    device: Annotated[Literal["cpu"] | None, Flags("--cpu", switch="cpu")] = Field(
+        default=None, description="Train on the CPU even with a GPU.")
+    progress: bool = Field(
+        default=True, description="Report progress (the loss in the task line).")
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        """Every settable name, in declaration order (experiment files validate against it)."""
+        return list(cls.model_fields)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_config_error(cls, data: Any, handler: ModelWrapValidatorHandler[TrainConfig]
+                         ) -> TrainConfig:
+        """Unknown names and bad values become one `ConfigError` naming the setting, so a
+        typo in an experiment file or script is refused instead of silently ignored."""
+        if isinstance(data, dict):
+            names = cls.setting_names()
+            unknown = sorted(set(data) - set(names))
+            if unknown:
+                hints = [f"{u} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(
+                    u, names, n=1)) else u for u in unknown]
+                raise ConfigError(f"unknown training settings: {', '.join(hints)}; allowed: "
+                                  f"{', '.join(sorted(names))}")
+        try:
+            return handler(data)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(str(x) for x in err['loc']) or 'settings'}: {err['msg']}"
+                + ("" if err["type"] == "missing" else f" (got {err.get('input')!r})")
+                for err in e.errors())
+            raise ConfigError(f"training settings: {problems}") from None
+
+    @field_validator("model", "output_dir", "deepspeed", "resume_from_checkpoint",
+                     mode="before")
+    @classmethod
+    def _path_as_str(cls, v: Any) -> Any:
+        return os.fspath(v) if isinstance(v, os.PathLike) else v
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _train_list(cls, v: Any) -> Any:
+        """One file or several; `Path`s welcome."""
+        items = [v] if isinstance(v, (str, os.PathLike)) else v
+        if not isinstance(items, (list, tuple)):
+            return v
+        return [os.fspath(p) if isinstance(p, os.PathLike) else p for p in items]
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _split_report_to(cls, v: Any) -> Any:
+        """`"tensorboard,wandb"` (CLI, YAML) or a list of names."""
+        if not isinstance(v, (str, list, tuple)):
+            return v
+        out: list[Any] = []
+        for item in [v] if isinstance(v, str) else v:
+            if isinstance(item, str):
+                out.extend(r.strip() for r in item.split(",") if r.strip())
+            else:
+                out.append(item)
+        return out
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
         if self.fp16 and self.bf16:
             raise ConfigError("choose one of --fp16 and --bf16")
-        if self.temperature <= 0:
-            raise ConfigError("temperature must be positive")
-        if self.pooling not in (None, "cls", "mean"):
-            raise ConfigError(f"pooling is cls or mean, not {self.pooling!r}")
-        if self.cache_chunk_size is not None and self.cache_chunk_size < 1:
-            raise ConfigError("the cached loss's chunk size is at least 1")
-        if self.train_group_size < 1:
-            raise ConfigError("train_group_size is at least 1")
-        unknown = set(self.report_to) - {"tensorboard", "wandb", "none"}
-        if unknown:
-            raise ConfigError(f"report_to: unknown {sorted(unknown)}; use tensorboard, wandb "
-                              "or none")
-        if "wandb" in self.report_to:
-            import importlib.util
-
-            if importlib.util.find_spec("wandb") is None:
-                raise ConfigError("--report-to wandb needs the wandb package (pip install "
-                                  "wandb); TensorBoard logging needs nothing extra")
+        return self
 
 
 @dataclass
@@ -114,20 +230,13 @@ def freeze_unused(model: Any) -> list[str]:
     return frozen
 
 
-def _pool(hidden: Any, mask: Any, pooling: str) -> Any:
-    if pooling == "cls":
-        return hidden[:, 0]
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
-
-
 def encode(model: Any, batch: dict[str, Any], pooling: str, normalize: bool) -> Any:
     """Pooled (and normalised) sentence vectors for a tokenised batch, with gradient."""
     import torch
 
     out = model(**batch)
     hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
-    vec = _pool(hidden, batch["attention_mask"], pooling)
+    vec = pool(hidden, batch["attention_mask"], pooling)
     return torch.nn.functional.normalize(vec.float(), dim=-1) if normalize else vec.float()
 
 
@@ -246,67 +355,30 @@ def _make_trainer_class() -> type:
     return EmbedderTrainer
 
 
-def write_st_files(out: Path, hidden: int, pooling: str, normalize: bool, max_seq_length: int,
-                   query_instruction: str, meta: dict[str, Any]) -> None:
-    """Make a plain HF model dir a sentence-transformers dir too (Transformer at the root)."""
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling",
-         "type": "sentence_transformers.models.Pooling"},
-    ]
-    if normalize:
-        modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
-                        "type": "sentence_transformers.models.Normalize"})
-    (out / "1_Pooling").mkdir(parents=True, exist_ok=True)
-    (out / "modules.json").write_text(json.dumps(modules, indent=2), encoding="utf-8")
-    (out / "sentence_bert_config.json").write_text(json.dumps(
-        {"max_seq_length": max_seq_length, "do_lower_case": False}, indent=2), encoding="utf-8")
-    (out / "1_Pooling" / "config.json").write_text(json.dumps({
-        "word_embedding_dimension": hidden,
-        "pooling_mode_cls_token": pooling == "cls",
-        "pooling_mode_mean_tokens": pooling == "mean",
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-    }, indent=2), encoding="utf-8")
-    st_cfg: dict[str, Any] = {"similarity_fn_name": "cosine"}
-    if query_instruction:
-        st_cfg["prompts"] = {"query": query_instruction, "document": ""}
-    (out / "config_sentence_transformers.json").write_text(json.dumps(st_cfg, indent=2),
-                                                           encoding="utf-8")
-    (out / TRAINING_META).write_text(json.dumps(meta, indent=2, ensure_ascii=False,
-                                                default=str), encoding="utf-8")
-
-
 def _world_rank() -> tuple[int, int]:
     return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
 
 
-def _progress_callback(console: Any) -> Any:
+def _progress_callback(reporter: progress.Progress) -> Any:
     from transformers import TrainerCallback
 
-    class RichProgress(TrainerCallback):
-        """One rich bar for the run (main process only), with the latest loss."""
+    class TaskProgress(TrainerCallback):
+        """One progress task for the run (main process only), with the epoch and latest loss."""
 
         def __init__(self) -> None:
-            self.bar: Any = None
-            self.task: Any = None
+            self.task: progress.Task | None = None
             self.loss: float | None = None
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if not state.is_world_process_zero:
-                return
-            from embedarena.pipeline import progress_bar
-
-            self.bar = progress_bar(console)
-            self.bar.start()
-            self.task = self.bar.add_task("train", total=state.max_steps,
+            if state.is_world_process_zero:
+                self.task = reporter.task("train", total=state.max_steps,
                                           completed=state.global_step)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if self.bar is not None:
+            if self.task is not None:
                 desc = f"train (epoch {state.epoch:.2f}" + (
                     f", loss {self.loss:.4f})" if self.loss is not None else ")")
-                self.bar.update(self.task, completed=state.global_step, description=desc)
+                self.task.update(completed=state.global_step, description=desc)
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
                    **kw: Any) -> None:
@@ -314,11 +386,15 @@ def _progress_callback(console: Any) -> Any:
                 self.loss = float(logs["loss"])
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if self.bar is not None:
-                self.bar.stop()
-                self.bar = None
+            self.close()
 
-    return RichProgress()
+        def close(self) -> None:
+            """Also called when training fails, so no half-drawn bar stays behind."""
+            if self.task is not None:
+                self.task.close()
+                self.task = None
+
+    return TaskProgress()
 
 
 def _epoch_callback(dataset: Any) -> Any:
@@ -329,6 +405,57 @@ def _epoch_callback(dataset: Any) -> Any:
             dataset.set_epoch(int(math.floor((state.epoch or 0.0) + 1e-6)))
 
     return EpochSeed()
+
+
+#: Settings our own code consumes (model, data, loss, pooling, output files, resume point).
+#: Every other setting must have an entry in `trainer_arguments`; a test checks that the two
+#: together are exactly the fields, so a new setting cannot silently miss the Trainer.
+OWN_SETTINGS = frozenset({
+    "model", "train", "temperature", "in_batch_negatives", "cross_device_negatives",
+    "mask_false_negatives", "train_group_size", "query_max_len", "passage_max_len",
+    "query_instruction", "pooling", "normalize", "cache_chunk_size", "resume_from_checkpoint",
+    "extend_vocab", "vocab_min_count", "drop_dense", "progress",
+})
+#: `TrainingArguments` our loop needs whatever the settings: batches are dicts of our own,
+#: there are no labels, progress goes through `embedarena.progress`, the pooler is frozen.
+FIXED_TRAINER_ARGUMENTS: dict[str, Any] = {
+    "remove_unused_columns": False, "label_names": [], "disable_tqdm": True,
+    "ddp_find_unused_parameters": False,
+}
+
+
+def trainer_arguments(cfg: TrainConfig, cuda: bool) -> dict[str, dict[str, Any]]:
+    """Each Trainer-bound setting -> the `TrainingArguments` keywords it becomes
+    (transformers 5 names). Explicit rather than filtered against the installed signature:
+    a renamed argument then fails in a test instead of being dropped without a word."""
+    report_to = [r for r in cfg.report_to if r != "none"]
+    return {
+        "output_dir": {"output_dir": cfg.output_dir},
+        "learning_rate": {"learning_rate": cfg.learning_rate},
+        "epochs": {"num_train_epochs": cfg.epochs},
+        "max_steps": {"max_steps": cfg.max_steps},
+        "batch_size": {"per_device_train_batch_size": cfg.batch_size},
+        # transformers 5 dropped warmup_ratio: a warmup_steps float below 1 is the ratio.
+        "warmup_ratio": {"warmup_steps": cfg.warmup_ratio},
+        "weight_decay": {"weight_decay": cfg.weight_decay},
+        "fp16": {"fp16": cfg.fp16},
+        "bf16": {"bf16": cfg.bf16},
+        "gradient_checkpointing": {"gradient_checkpointing": cfg.gradient_checkpointing,
+                                   "gradient_checkpointing_kwargs": {"use_reentrant": False}
+                                   if cfg.gradient_checkpointing else None},
+        "gradient_accumulation_steps": {
+            "gradient_accumulation_steps": cfg.gradient_accumulation_steps},
+        "deepspeed": {"deepspeed": cfg.deepspeed},
+        "save_steps": {"save_strategy": "steps" if cfg.save_steps else "no",
+                       "save_steps": cfg.save_steps or 500},
+        "save_total_limit": {"save_total_limit": cfg.save_total_limit},
+        "seed": {"seed": cfg.seed, "data_seed": cfg.seed},
+        "logging_steps": {"logging_steps": cfg.logging_steps},
+        "report_to": {"report_to": report_to or "none"},
+        "dataloader_num_workers": {"dataloader_num_workers": cfg.dataloader_num_workers},
+        "device": {"use_cpu": cfg.device == "cpu",
+                   "dataloader_pin_memory": cuda and cfg.device != "cpu"},
+    }
 
 
 def load_training_data(paths: list[str]) -> tuple[list[Any], list[str]]:
@@ -346,14 +473,19 @@ def load_training_data(paths: list[str]) -> tuple[list[Any], list[str]]:
     return examples, notes
 
 
-def train_embedder(cfg: TrainConfig, console: Any = None,
-                   log: Any = None) -> TrainResult:
+def train_embedder(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> TrainResult:
     """Fine-tune `cfg.model` on `cfg.train`; the final model lands in `cfg.output_dir`.
 
-    `log(msg)` receives human-readable notes (vocabulary check, data counts) on the main
-    process; under torchrun every process runs this function and the Trainer coordinates.
+    Notes (vocabulary check, data counts) go to `log(msg)` when given, else to the current
+    `embedarena.progress` (which also gets the training task), main process only; under
+    torchrun every process runs this function and the Trainer coordinates.
     """
-    cfg.check()
+    if "wandb" in cfg.report_to:
+        import importlib.util
+
+        if importlib.util.find_spec("wandb") is None:
+            raise ConfigError("--report-to wandb needs the wandb package (pip install "
+                              "wandb); TensorBoard logging needs nothing extra")
     try:
         import torch
         import transformers
@@ -366,7 +498,10 @@ def train_embedder(cfg: TrainConfig, console: Any = None,
         )
     except ImportError as e:
         raise MissingExtraError(e.name or "transformers", "train") from None
-    from embedarena.embedders.hf import read_layout, resolve_model_dir
+    if int(transformers.__version__.split(".")[0]) < 5:
+        raise ConfigError(f"training needs transformers 5 or newer (found "
+                          f"{transformers.__version__}): pip install -U 'transformers>=5'")
+    from embedarena.embedders.hf import resolve_model_dir
     from embedarena.training.data import GroupCollator, GroupDataset
     from embedarena.training.losses import InfoNCELoss
     from embedarena.training.vocab import extend_vocab, new_tokens_for, vocab_report
@@ -376,9 +511,15 @@ def train_embedder(cfg: TrainConfig, console: Any = None,
         raise ConfigError("the cached (GradCache) loss runs in one process; under torchrun use "
                           "cross-device negatives and gradient accumulation instead")
 
-    def say(msg: str) -> None:
-        if rank == 0 and log is not None:
-            log(msg)
+    reporter = progress.current()
+
+    def say(msg: str, level: progress.Level = "info") -> None:
+        if rank != 0:
+            return
+        if log is not None:
+            log(f"warning: {msg}" if level == "warning" else msg)
+        else:
+            reporter.note(msg, level=level)
 
     base = resolve_model_dir(cfg.model)
     layout = read_layout(base)
@@ -389,12 +530,10 @@ def train_embedder(cfg: TrainConfig, console: Any = None,
     pooling = cfg.pooling or (layout.pooling if layout.pooling in ("cls", "mean") else "cls")
     out = Path(cfg.output_dir)
     examples, notes = load_training_data(cfg.train)
-    from rich.markup import escape  # data and paths may contain [brackets]
-
     for n in notes:
-        say(escape(n))
+        say(n)
     transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()  # our rich bar is the only one
+    transformers.utils.logging.disable_progress_bar()  # our progress task is the only one
     try:
         tok = AutoTokenizer.from_pretrained(layout.transformer_dir, local_files_only=True)
         model = AutoModel.from_pretrained(layout.transformer_dir, local_files_only=True)
@@ -406,13 +545,13 @@ def train_embedder(cfg: TrainConfig, console: Any = None,
     report = vocab_report(tok, texts)
     vocab_before = {"tokens": report.tokens, "unknown": report.unknown,
                     "share": round(report.share, 4)}
-    say("vocabulary: " + escape(report.summary()))
+    say("vocabulary: " + report.summary())
     added = 0
     resuming = cfg.resume_from_checkpoint is not None
     if report.blind and not cfg.extend_vocab and not resuming:
-        say(f"[yellow]warning:[/] {report.share:.0%} of the training text is unknown to this "
-            "model's tokenizer, so it cannot tell those texts apart; pass --extend-vocab to add "
-            "the missing characters/words as new tokens, or pick a model for this language")
+        say(f"{report.share:.0%} of the training text is unknown to this model's tokenizer, "
+            "so it cannot tell those texts apart; pass --extend-vocab to add the missing "
+            "characters/words as new tokens, or pick a model for this language", "warning")
     if cfg.extend_vocab and not resuming:
         new = new_tokens_for(report, min_count=cfg.vocab_min_count)
         res = extend_vocab(model, tok, new, seed=cfg.seed)
@@ -434,38 +573,20 @@ def train_embedder(cfg: TrainConfig, console: Any = None,
     loss_fn = InfoNCELoss(cfg.temperature, cfg.in_batch_negatives, cfg.cross_device_negatives,
                           cfg.mask_false_negatives)
     hidden = int(model.config.hidden_size)
-    meta = {"base_model": str(base), "config": asdict(cfg), "pooling": pooling,
+    meta = {"base_model": str(base), "config": cfg.model_dump(mode="json"), "pooling": pooling,
             "normalize": cfg.normalize, "vocab_before": vocab_before, "vocab_added": added,
             "training_rows": len(examples), "transformers": transformers.__version__,
             "torch": torch.__version__, "world_size": world}
 
     def st_files(d: Path) -> None:
         write_st_files(d, hidden, pooling, cfg.normalize, cfg.passage_max_len,
-                       cfg.query_instruction, meta)
+                       cfg.query_instruction)
+        (d / TRAINING_META).write_text(json.dumps(meta, indent=2, ensure_ascii=False,
+                                                  default=str), encoding="utf-8")
 
-    report_to = [r for r in cfg.report_to if r != "none"]
-    targs: dict[str, Any] = dict(
-        output_dir=str(out), per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, fp16=cfg.fp16,
-        bf16=cfg.bf16, gradient_checkpointing=cfg.gradient_checkpointing,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, deepspeed=cfg.deepspeed,
-        save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
-        save_total_limit=cfg.save_total_limit, seed=cfg.seed, data_seed=cfg.seed,
-        logging_steps=cfg.logging_steps, logging_dir=str(out / "runs"),
-        report_to=report_to or "none", remove_unused_columns=False, label_names=[],
-        dataloader_num_workers=cfg.dataloader_num_workers, disable_tqdm=True,
-        ddp_find_unused_parameters=False, save_safetensors=True,
-        dataloader_pin_memory=torch.cuda.is_available() and cfg.device != "cpu",
-    )
-    if cfg.gradient_checkpointing:
-        targs["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
-    if cfg.device == "cpu":
-        targs["use_cpu"] = True
-    import inspect
-
-    accepted = set(inspect.signature(TrainingArguments.__init__).parameters)
-    targs = {k: v for k, v in targs.items() if k in accepted}
+    targs = dict(FIXED_TRAINER_ARGUMENTS)
+    for keywords in trainer_arguments(cfg, cuda=torch.cuda.is_available()).values():
+        targs.update(keywords)
     try:
         args = TrainingArguments(**targs)
     except (ValueError, ImportError) as e:
@@ -478,14 +599,18 @@ def train_embedder(cfg: TrainConfig, console: Any = None,
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(_epoch_callback(dataset))
-    if cfg.progress:
-        trainer.add_callback(_progress_callback(console))
+    task = _progress_callback(reporter) if cfg.progress else None
+    if task is not None:
+        trainer.add_callback(task)
     try:
         result = trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
     except torch.OutOfMemoryError:
         raise EmbedderError("out of GPU memory: lower --batch-size or --passage-max-len, or "
                             "use --cache-chunk-size (GradCache) or --gradient-checkpointing") \
             from None
+    finally:
+        if task is not None:
+            task.close()
     trainer.save_model(str(out))
     if trainer.is_world_process_zero():
         trainer.state.save_to_json(str(out / "trainer_state.json"))

@@ -13,11 +13,12 @@ models:
       train_group_size: 4
 ```
 
-`embedarena run` turns each such entry into `{name, type: hf, path: <trained dir>}` before
-indexing, and adds the base model when the experiment does not list it, so the comparison is
-base vs fine-tuned. The output dir is keyed by a hash of the base model's fingerprint, the
-training files' contents and every mining/training setting: an unchanged entry reuses the
-model it built before; any change trains a new one beside it.
+The entry is parsed once into a `FinetuneSpec`; the experiment adds its base model when the
+list does not have it, so the comparison is base vs fine-tuned. At run time the arena calls
+`FinetuneSpec.materialize`, which trains when needed and returns the `hf` spec of the trained
+model. The output dir is keyed by a hash of the base model's fingerprint, the training
+files' contents and every mining/training setting: an unchanged entry reuses the model it
+built before; any change trains a new one beside it.
 """
 
 from __future__ import annotations
@@ -25,37 +26,182 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from embedarena.errors import ConfigError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from embedarena.embedders.hf import HFSpec
+from embedarena.embedders.registry import parse_embedder_spec
+from embedarena.names import slug
+from embedarena.specs import ModelSpec, register_spec
 
 #: Marker written last, so a crashed training is never mistaken for a finished one.
 COMPLETE = ".complete"
 #: TrainConfig fields an experiment file may not set (the plan sets them).
 _PLANNED = {"model", "train", "output_dir", "resume_from_checkpoint", "progress"}
-_MINE_KEYS = {"model", "range_for_sampling", "negative_number", "candidate_pool",
-              "query_instruction", "seed", "margin", "backend", "use_gpu"}
+#: MineConfig fields an experiment file may not set.
+_MINE_PLANNED = {"cache", "index_prefix"}
 
 
-def is_finetune_entry(raw: Any) -> bool:
-    return isinstance(raw, dict) and "finetune" in raw
+def train_setting_names() -> list[str]:
+    """Training settings a `finetune:` entry may set (the rest is planned)."""
+    from embedarena.training.embedder import TrainConfig
+
+    return sorted(set(TrainConfig.setting_names()) - _PLANNED)
+
+
+def mine_setting_names() -> list[str]:
+    from embedarena.training.mining import MineConfig
+
+    return sorted({f.name for f in dataclasses.fields(MineConfig)} - _MINE_PLANNED)
+
+
+def _resolve(base_dir: Path | None, p: str | Path) -> Path:
+    q = Path(p).expanduser()
+    if q.is_absolute():
+        return q
+    return ((base_dir or Path.cwd()) / q).resolve()
+
+
+def _base_dir(info: ValidationInfo) -> Path | None:
+    ctx = info.context or {}
+    base = ctx.get("base_dir")
+    return Path(base) if base is not None else None
+
+
+class FinetuneSettings(BaseModel):
+    """The `finetune:` mapping: base model, training files, optional mining, and any
+    `train embedder` setting (checked by name against the trainer's settings)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    base: HFSpec
+    train: list[Path] = Field(min_length=1)
+    mine: dict[str, Any] | None = None
+
+    @field_validator("base", mode="before")
+    @classmethod
+    def _base(cls, v: Any) -> Any:
+        spec = parse_embedder_spec(v)
+        if not isinstance(spec, HFSpec):
+            raise ValueError(f"only hf models can be fine-tuned, not '{spec.type}'")
+        return spec
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _train(cls, v: Any, info: ValidationInfo) -> Any:
+        items = [v] if isinstance(v, str | Path) else v
+        if not isinstance(items, list):
+            raise ValueError("train is a JSONL file or a list of them")
+        out = []
+        for t in items:
+            p = _resolve(_base_dir(info), t)
+            if not p.is_file():
+                raise ValueError(f"training file {p} does not exist")
+            out.append(p)
+        return out
+
+    @field_validator("mine", mode="before")
+    @classmethod
+    def _mine(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is None:
+            return None
+        if not isinstance(v, dict):
+            raise ValueError("finetune.mine is a mapping (range_for_sampling, negative_number, "
+                             "...)")
+        bad = set(v) - set(mine_setting_names())
+        if bad:
+            raise ValueError(f"unknown finetune.mine settings {sorted(bad)}; allowed: "
+                             f"{', '.join(mine_setting_names())}")
+        m = dict(v)
+        if m.get("candidate_pool"):
+            m["candidate_pool"] = str(_resolve(_base_dir(info), m["candidate_pool"]))
+        return m
+
+    @model_validator(mode="after")
+    def _train_args(self) -> FinetuneSettings:
+        bad = set(self.train_args) - set(train_setting_names())
+        if bad:
+            raise ValueError(f"unknown finetune settings {sorted(bad)}; allowed: base, train, "
+                             f"mine, {', '.join(train_setting_names())}")
+        return self
+
+    @property
+    def train_args(self) -> dict[str, Any]:
+        return dict(self.__pydantic_extra__ or {})
+
+
+@register_spec(key="finetune")
+class FinetuneSpec(ModelSpec):
+    """A model that is the base fine-tuned on `train` (mined first when `mine` is given).
+
+    Other keys of the entry (`batch_size`, `device`, ... for encoding) go to the resulting
+    `hf` model.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    type: Literal["finetune"] = "finetune"
+    finetune: FinetuneSettings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("name") and isinstance(
+                data.get("finetune"), dict) and data["finetune"].get("base") is not None:
+            base = parse_embedder_spec(data["finetune"]["base"])
+            data = {**data, "name": f"{base.name}-ft"}
+        return data
+
+    @model_validator(mode="after")
+    def _hf_extras(self) -> FinetuneSpec:
+        allowed = set(HFSpec.allowed_keys()) - {"name", "type", "path"}
+        bad = set(self.hf_settings) - allowed
+        if bad:
+            raise ValueError(f"unknown settings {sorted(bad)} beside finetune (they go to the "
+                             f"fine-tuned hf model); allowed: {', '.join(sorted(allowed))}")
+        return self
+
+    @property
+    def hf_settings(self) -> dict[str, Any]:
+        return dict(self.__pydantic_extra__ or {})
+
+    @property
+    def base(self) -> HFSpec:
+        return self.finetune.base
+
+    def materialize(self, out_root: Path, *, train: bool = True,
+                    log: Callable[[str], None] = lambda _: None) -> HFSpec:
+        """The `hf` spec of the trained model, training it first when `train` and it is not
+        there yet (with `train=False` the path may not exist: the entry is not run)."""
+        plan = plan_finetune(self, out_root)
+        if train:
+            run_finetune(plan, log=log)
+        return plan.spec()
 
 
 @dataclasses.dataclass
 class FinetunePlan:
-    name: str
-    base: Any
-    base_name: str
-    base_path: str
-    train: list[Path]
-    mine: dict[str, Any] | None
-    args: dict[str, Any]
-    spec_extra: dict[str, Any]
+    entry: FinetuneSpec
     out_dir: Path
     key: str
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def base_name(self) -> str:
+        return self.entry.base.name
 
     @property
     def model_dir(self) -> Path:
@@ -65,13 +211,10 @@ class FinetunePlan:
     def done(self) -> bool:
         return (self.out_dir / COMPLETE).is_file()
 
-    def entry(self) -> dict[str, Any]:
+    def spec(self) -> HFSpec:
         """The `hf` model entry the fine-tuned model becomes."""
-        return {**self.spec_extra, "name": self.name, "type": "hf", "path": str(self.model_dir)}
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^\w.-]+", "-", name, flags=re.UNICODE).strip("-.") or "model"
+        return HFSpec.model_validate({**self.entry.hf_settings, "name": self.name,
+                                      "path": str(self.model_dir)})
 
 
 def _file_sha(path: Path) -> str:
@@ -82,74 +225,29 @@ def _file_sha(path: Path) -> str:
     return h.hexdigest()
 
 
-def plan_finetune(raw: dict[str, Any], base_dir: Path, out_root: Path) -> FinetunePlan:
-    """Validate a `finetune:` entry and decide its output dir (nothing is trained here)."""
-    from embedarena.embedders.base import create_embedder
-    from embedarena.embedders.spec import HFSpec, parse_model_spec
-    from embedarena.training.embedder import TrainConfig
+def plan_finetune(entry: FinetuneSpec, out_root: Path) -> FinetunePlan:
+    """Decide the entry's output dir from everything that shapes the model (nothing is
+    trained here)."""
+    from embedarena.embedders.registry import create_embedder
 
-    ft = raw.get("finetune")
-    label = raw.get("name") or "?"
-    if not isinstance(ft, dict):
-        raise ConfigError(f"model '{label}': finetune is a mapping with base, train, "
-                          "optional mine and training settings")
-    ft = dict(ft)
-    if "base" not in ft or "train" not in ft:
-        raise ConfigError(f"model '{label}': finetune needs 'base' (a model) and 'train' "
-                          "(train JSONL file or list)")
-    base = ft.pop("base")
-    base_spec = parse_model_spec(base)
-    if not isinstance(base_spec, HFSpec):
-        raise ConfigError(f"model '{label}': only hf models can be fine-tuned, not "
-                          f"'{base_spec.type}'")
-    trains = ft.pop("train")
-    trains = [trains] if isinstance(trains, str) else list(trains)
-    train_paths = [_resolve(base_dir, t) for t in trains]
-    for p in train_paths:
-        if not p.is_file():
-            raise ConfigError(f"model '{label}': training file {p} does not exist")
-    mine = ft.pop("mine", None)
-    if mine is not None:
-        if not isinstance(mine, dict):
-            raise ConfigError(f"model '{label}': finetune.mine is a mapping (range_for_sampling, "
-                              "negative_number, ...)")
-        bad = set(mine) - _MINE_KEYS
-        if bad:
-            raise ConfigError(f"model '{label}': unknown finetune.mine settings {sorted(bad)}; "
-                              f"allowed: {', '.join(sorted(_MINE_KEYS))}")
-        mine = dict(mine)
-        if mine.get("candidate_pool"):
-            mine["candidate_pool"] = str(_resolve(base_dir, mine["candidate_pool"]))
-    allowed = {f.name for f in dataclasses.fields(TrainConfig)} - _PLANNED
-    bad = set(ft) - allowed
-    if bad:
-        raise ConfigError(f"model '{label}': unknown finetune settings {sorted(bad)}; allowed: "
-                          f"base, train, mine, {', '.join(sorted(allowed))}")
-    name = str(raw.get("name") or f"{base_spec.name}-ft")
-    spec_extra = {k: v for k, v in raw.items() if k not in ("finetune", "name", "type", "path")}
-    fingerprint = create_embedder(base_spec).fingerprint
+    ft = entry.finetune
+    mine = ft.mine
+    fingerprint = create_embedder(ft.base).fingerprint
     payload = {
-        "base": fingerprint, "base_settings": base_spec.public_dict(),
-        "train": [_file_sha(p) for p in train_paths],
+        "base": fingerprint, "base_settings": ft.base.public_dict(),
+        "train": [_file_sha(p) for p in ft.train],
         "pool": _file_sha(Path(mine["candidate_pool"])) if mine and mine.get("candidate_pool")
         else None,
         "mine": {k: v for k, v in (mine or {}).items() if k != "candidate_pool"} or None,
-        "args": ft,
+        "args": ft.train_args,
     }
     key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str,
                                     ensure_ascii=False).encode()).hexdigest()[:12]
-    out_dir = out_root / "finetune" / f"{_slug(name)}-{key}"
-    return FinetunePlan(name, base, base_spec.name, base_spec.path, train_paths, mine, ft,
-                        spec_extra, out_dir, key)
+    return FinetunePlan(entry, out_root / "finetune" / f"{slug(entry.name, 'model')}-{key}",
+                        key)
 
 
-def _resolve(base_dir: Path, p: str | Path) -> Path:
-    q = Path(p).expanduser()
-    return q if q.is_absolute() else (base_dir / q).resolve()
-
-
-def run_finetune(plan: FinetunePlan, log: Callable[[str], None] = print,
-                 console: Any = None) -> Path:
+def run_finetune(plan: FinetunePlan, log: Callable[[str], None] = lambda _: None) -> Path:
     """Mine (if asked) and train, unless this exact plan finished before; returns the model."""
     if plan.done:
         log(f"{plan.name}: reusing the fine-tuned model in {plan.model_dir}")
@@ -158,16 +256,18 @@ def run_finetune(plan: FinetunePlan, log: Callable[[str], None] = print,
     from embedarena.training.embedder import TrainConfig, train_embedder
     from embedarena.training.mining import MineConfig, load_pool, mine, parse_range
 
+    ft = plan.entry.finetune
     plan.out_dir.mkdir(parents=True, exist_ok=True)
-    train_files = [str(p) for p in plan.train]
-    if plan.mine is not None:
-        m = dict(plan.mine)
+    train_files = [str(p) for p in ft.train]
+    args = ft.train_args
+    if ft.mine is not None:
+        m = dict(ft.mine)
         if "range_for_sampling" in m:
             m["range_for_sampling"] = parse_range(m["range_for_sampling"])
-        m.setdefault("model", plan.base)
-        m.setdefault("query_instruction", plan.args.get("query_instruction", ""))
+        m.setdefault("model", ft.base)
+        m.setdefault("query_instruction", args.get("query_instruction", ""))
         cfg = MineConfig(**m)
-        rows = [ex for p in plan.train for ex in load_train(p)]
+        rows = [ex for p in ft.train for ex in load_train(p)]
         pool = load_pool(cfg.candidate_pool) if cfg.candidate_pool else None
         log(f"{plan.name}: mining hard negatives for {len(rows)} rows with "
             f"{plan.base_name} …")
@@ -178,48 +278,18 @@ def run_finetune(plan: FinetunePlan, log: Callable[[str], None] = print,
             f"({stats.rows_with_too_few} with fewer than {cfg.negative_number}; "
             f"{stats.dropped_gold_other_rows} gold labels of other rows kept out)")
         train_files = [str(mined_path)]
-    args = dict(plan.args)
     if isinstance(args.get("report_to"), str):
         args["report_to"] = [r.strip() for r in args["report_to"].split(",") if r.strip()]
-    cfg_t = TrainConfig(model=plan.base_path, train=train_files,
+    cfg_t = TrainConfig(model=ft.base.path, train=train_files,
                         output_dir=str(plan.model_dir), **args)
     log(f"{plan.name}: training from {plan.base_name} …")
-    res = train_embedder(cfg_t, console=console, log=log)
+    res = train_embedder(cfg_t, log=log)
     (plan.out_dir / "plan.json").write_text(json.dumps({
-        "name": plan.name, "key": plan.key, "base": plan.base, "train": train_files,
-        "mine": plan.mine, "args": plan.args, "global_step": res.global_step,
+        "name": plan.name, "key": plan.key, "base": ft.base.public_dict(),
+        "train": train_files, "mine": ft.mine, "args": ft.train_args,
+        "global_step": res.global_step,
         "final_loss": res.losses[-1][1] if res.losses else None}, indent=2, default=str,
         ensure_ascii=False), encoding="utf-8")
     (plan.out_dir / COMPLETE).write_text("")
     return plan.model_dir
 
-
-def expand_finetune_entries(models: list[Any], base_dir: Path, out_root: Path,
-                            log: Callable[[str], None] = print, console: Any = None,
-                            only: list[str] | None = None,
-                            add_base: bool = True) -> list[Any]:
-    """Replace each `finetune:` entry by the `hf` entry of its trained model (training it when
-    needed), adding its base model when the list does not have it.
-
-    With `only`, entries outside it are planned but not trained (their path may not exist yet;
-    they are not run either).
-    """
-    from embedarena.embedders.spec import parse_model_spec
-
-    if not any(is_finetune_entry(m) for m in models):
-        return list(models)
-    names = {parse_model_spec(m).name for m in models if not is_finetune_entry(m)}
-    out: list[Any] = []
-    for m in models:
-        if not is_finetune_entry(m):
-            out.append(m)
-            continue
-        plan = plan_finetune(m, base_dir, out_root)
-        if add_base and plan.base_name not in names:
-            out.append(plan.base)
-            names.add(plan.base_name)
-            log(f"{plan.name}: added its base model '{plan.base_name}' to compare against")
-        if only is None or plan.name in only:
-            run_finetune(plan, log=log, console=console)
-        out.append(plan.entry())
-    return out

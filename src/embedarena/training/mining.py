@@ -25,7 +25,6 @@ import math
 import random
 import re
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,95 +140,23 @@ def load_pool(path: str | Path) -> list[str]:
 
 
 # -- in-process lexical search ---------------------------------------------------------------
-_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+", re.UNICODE)
-
-
-def lexical_tokens(text: str) -> list[str]:
-    """Lower-cased words; CJK as single characters plus character bigrams."""
-    toks = _TOKEN.findall(text.lower())
-    out = list(toks)
-    for a, b in zip(toks, toks[1:]):
-        if len(a) == 1 and len(b) == 1 and "\u3400" <= a <= "\ufaff" and "\u3400" <= b <= "\ufaff":
-            out.append(a + b)
-    return out
-
-
-class BM25:
-    """Okapi BM25 (k1=1.2, b=0.75) over a small pool, in process (no Elasticsearch needed)."""
-
-    def __init__(self, docs: Sequence[str], k1: float = 1.2, b: float = 0.75) -> None:
-        self.k1, self.b = k1, b
-        self.tf = [Counter(lexical_tokens(d)) for d in docs]
-        self.len = [sum(c.values()) for c in self.tf]
-        self.avg = (sum(self.len) / len(self.len)) if self.len else 0.0
-        df: Counter[str] = Counter()
-        self.post: dict[str, list[int]] = {}
-        for i, c in enumerate(self.tf):
-            for t in c:
-                df[t] += 1
-                self.post.setdefault(t, []).append(i)
-        n = len(docs)
-        self.idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
-
-    def _term(self, t: str, tf: int, dl: int) -> float:
-        denom = tf + self.k1 * (1 - self.b + self.b * dl / (self.avg or 1.0))
-        return self.idf.get(t, 0.0) * tf * (self.k1 + 1) / denom
-
-    def search(self, query: str, k: int) -> list[tuple[int, float]]:
-        scores: dict[int, float] = {}
-        for t in set(lexical_tokens(query)):
-            for i in self.post.get(t, ()):
-                scores[i] = scores.get(i, 0.0) + self._term(t, self.tf[i][t], self.len[i])
-        return sorted(scores.items(), key=lambda x: (-x[1], x[0]))[:k]
-
-    def score(self, query: str, doc: str) -> float:
-        tf = Counter(lexical_tokens(doc))
-        dl = sum(tf.values())
-        return sum(self._term(t, tf[t], dl) for t in set(lexical_tokens(query)) if t in tf)
+# `bm25[:chain]` mines with `embedarena.indexer.bm25.LocalBM25`: the chain's one tokenizer and
+# the node's BM25 arithmetic, so in-process mining ranks as the ES row of the same name does.
 
 
 # -- in-process dense search -----------------------------------------------------------------
-def faiss_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("faiss") is not None
-
-
 def dense_search(queries: np.ndarray, docs: np.ndarray, k: int, backend: str = "auto",
                  use_gpu: bool = True) -> tuple[np.ndarray, np.ndarray, str]:
-    """Exact inner-product top-k: faiss (GPU when it can) or torch matmul (CUDA when it can).
+    """Exact inner-product top-k (`embedarena.indexer.exact`: faiss, torch or numpy).
 
     Returns (scores, indices, what ran); rows with fewer than k docs are padded with -1.
     """
-    import numpy as np
+    from embedarena.indexer.exact import exact_search
 
-    k = min(k, docs.shape[0])
-    if backend in ("auto", "faiss") and faiss_available():
-        import faiss
-
-        index: Any = faiss.IndexFlatIP(docs.shape[1])
-        where = "faiss-cpu"
-        if use_gpu and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
-            index = faiss.index_cpu_to_all_gpus(index)
-            where = "faiss-gpu"
-        index.add(np.ascontiguousarray(docs, dtype=np.float32))
-        s, i = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return s, i, where
-    if backend == "faiss":
-        raise ConfigError("backend faiss asked for, but faiss is not installed "
-                          "(pip install faiss-cpu, or faiss-gpu-cu12 on a GPU machine)")
-    import torch
-
-    dev = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-    d = torch.from_numpy(np.ascontiguousarray(docs, dtype=np.float32)).to(dev)
-    out_s, out_i = [], []
-    for start in range(0, queries.shape[0], 1024):
-        q = torch.from_numpy(np.ascontiguousarray(queries[start:start + 1024],
-                                                  dtype=np.float32)).to(dev)
-        top = torch.topk(q @ d.T, k, dim=1)
-        out_s.append(top.values.cpu().numpy())
-        out_i.append(top.indices.cpu().numpy())
-    return np.concatenate(out_s), np.concatenate(out_i), f"torch-{dev}"
+    res = exact_search(queries, docs, k, "dot_product",
+                       backend="auto" if backend == "auto" else backend,  # type: ignore[arg-type]
+                       use_gpu=use_gpu)
+    return res.scores, res.indices, res.backend
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
@@ -246,20 +173,20 @@ Ranked = list[list[tuple[int, float]]]
 def _search_in_process(cfg: MineConfig, queries: list[str], pool: list[str], depth: int,
                        pos_texts: list[str], stats: MineStats
                        ) -> tuple[Ranked, Callable[[int, Sequence[str]], list[float]]]:
-    from embedarena.embedders.spec import parse_model_spec
-
-    spec = parse_model_spec(cfg.model)
+    spec = mining_spec(cfg.model)
     qtexts = [cfg.query_instruction + q for q in queries]
     if spec.type == "bm25":
-        bm = BM25(pool)
-        stats.backend = "bm25 (in process)"
+        from embedarena.indexer.bm25 import LocalBM25
+
+        bm = LocalBM25(pool, spec.analyzer)  # ConfigError for a chain only ES can analyse
+        stats.backend = f"{spec.name} (in process, chain {bm.chain.name})"
         ranked = [bm.search(q, depth) for q in qtexts]
 
         def lex_scores(qi: int, texts: Sequence[str]) -> list[float]:
             return [bm.score(qtexts[qi], t) for t in texts]
 
         return ranked, lex_scores
-    from embedarena.embedders.base import create_embedder
+    from embedarena.embedders.registry import create_embedder
 
     emb: Any = create_embedder(spec)
     if cfg.cache:
@@ -292,48 +219,31 @@ def _search_in_process(cfg: MineConfig, queries: list[str], pool: list[str], dep
     return ranked, dense_scores
 
 
-def _search_es(cfg: MineConfig, queries: list[str], pool: list[str], depth: int,
-               stats: MineStats) -> tuple[Ranked, Callable[[int, Sequence[str]], list[float]]]:
-    from embedarena import pipeline as pl
-    from embedarena.data.datasets import passage_id
-    from embedarena.data.types import Corpus, Query, QuerySet
-    from embedarena.indexer.es import connect
+#: An outside search (the arena's Elasticsearch index over the pool): (queries, pool, depth)
+#: → (ranked (pool index, score) per query, scorer of given texts for --margin or None, what
+#: ran).
+Search = Callable[[list[str], list[str], int],
+                  tuple[Ranked, Callable[[int, Sequence[str]], list[float]] | None, str]]
 
-    ids = [passage_id(t) for t in pool]
-    corpus = Corpus(ids, pool, source="mining candidate pool")
-    client, target = connect()
-    handle = pl.prepare_model(cfg.model, prefix=cfg.index_prefix, cache=cfg.cache)
-    built = pl.build_index(client, target, handle, corpus, pl.IndexOptions(type="flat"))
-    qs = QuerySet("mine", [Query(str(n), cfg.query_instruction + q, {})
-                           for n, q in enumerate(queries)])
-    run = pl.evaluate_model(client, target, handle, qs, depth,
-                            num_candidates=min(10000, max(100, depth)),
-                            corpus_sha=corpus.sha256())
-    stats.backend = f"{handle.name} (Elasticsearch index {built.index})"
-    where = {pid: n for n, pid in enumerate(ids)}
-    ranked = [[(where[d], float(s)) for d, s in zip(r.retrieved, r.scores) if d in where]
-              for r in run.results]
-    if cfg.margin is not None and handle.embedder is None:
-        raise ConfigError("--margin with bm25 on Elasticsearch is not supported (positives "
-                          "would need scoring outside the index); mine bm25 in process")
-    emb = handle.embedder
 
-    def es_scores(qi: int, texts: Sequence[str]) -> list[float]:
-        import numpy as np
+def mining_spec(model: Any) -> Any:
+    """The mining model: an embedder spec or `bm25[:chain]` (parsed once)."""
+    from embedarena.embedders.base import EmbedderSpec
+    from embedarena.embedders.registry import load_builtins
+    from embedarena.indexer.lexical import BM25Spec
+    from embedarena.specs import parse_spec
 
-        assert emb is not None
-        qv = emb.embed_queries([cfg.query_instruction + queries[qi]])
-        dv = emb.embed_documents(list(texts))
-        if not emb.normalized:
-            qv, dv = _normalize(qv), _normalize(dv)
-        return [float(x) for x in np.asarray(dv @ qv[0])]
-
-    return ranked, es_scores
+    load_builtins()
+    return parse_spec(model, allowed=(EmbedderSpec, BM25Spec))
 
 
 def mine(examples: Sequence[TrainExample], cfg: MineConfig,
-         pool: Sequence[str] | None = None) -> tuple[list[TrainExample], MineStats]:
-    """New negatives for every row (same order, same count); see the module docstring."""
+         pool: Sequence[str] | None = None,
+         search: Search | None = None) -> tuple[list[TrainExample], MineStats]:
+    """New negatives for every row (same order, same count); see the module docstring.
+
+    `search` replaces the in-process search (`backend: es` passes the arena's index search).
+    """
     cfg.check()
     t0 = time.monotonic()
     a, b = parse_range(cfg.range_for_sampling)
@@ -349,9 +259,16 @@ def mine(examples: Sequence[TrainExample], cfg: MineConfig,
     stats.queries = len(queries)
     qindex = {q: n for n, q in enumerate(queries)}
     pos_texts = [t for ex in examples for t in ex.pos]
-    backend_es = cfg.backend == "es"
-    if backend_es:
-        ranked, score_fn = _search_es(cfg, queries, pool, b, stats)
+    if search is not None:
+        ranked, es_scores, stats.backend = search(queries, pool, b)
+        if cfg.margin is not None and es_scores is None:
+            raise ConfigError("--margin with bm25 on Elasticsearch is not supported (positives "
+                              "would need scoring outside the index); mine bm25 in process")
+        score_fn: Callable[[int, Sequence[str]], list[float]] = es_scores or (
+            lambda qi, texts: [math.nan] * len(texts))
+    elif cfg.backend == "es":
+        raise ConfigError("backend es searches an Elasticsearch index: run it through "
+                          "`embedarena mine` or `embedarena.arena.mine_file`")
     else:
         ranked, score_fn = _search_in_process(cfg, queries, pool, b, pos_texts, stats)
     out: list[TrainExample] = []
@@ -396,13 +313,13 @@ def mine(examples: Sequence[TrainExample], cfg: MineConfig,
 
 
 def mine_file(input_path: str | Path, output_path: str | Path,
-              cfg: MineConfig) -> MineStats:
+              cfg: MineConfig, search: Search | None = None) -> MineStats:
     """Read a train JSONL, mine, and write the same format (atomically)."""
     from embedarena.data.readers import load_train_with_report, write_jsonl
 
     examples, report = load_train_with_report(input_path)
     pool = load_pool(cfg.candidate_pool) if cfg.candidate_pool else None
-    out, stats = mine(examples, cfg, pool)
+    out, stats = mine(examples, cfg, pool, search)
     stats.notes.append(report.summary())
     write_jsonl(output_path, out)
     return stats

@@ -1,4 +1,5 @@
-"""`embedarena report`: through a small typer app (the main app registers it the same way)."""
+"""`embedarena report` through the real entry point `main()`, in process (the `cli` fixture;
+tests/cli/test_smoke.py runs it once as a subprocess)."""
 
 from __future__ import annotations
 
@@ -6,31 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import typer
-from typer.testing import CliRunner
 
-from embedarena.cli.report import register
-
-runner = CliRunner()
-
-
-def app() -> typer.Typer:
-    a = typer.Typer()
-    register(a)
-
-    @a.callback()
-    def _root() -> None:  # keeps `report` a subcommand, as in the real app
-        """test app"""
-
-    return a
-
-
-def test_report_command_writes_requested_formats(experiment_dir: Path, tmp_path: Path) -> None:
+def test_report_command_writes_requested_formats(cli, experiment_dir: Path,  # noqa: ANN001
+                                                 tmp_path: Path) -> None:
     out = tmp_path / "rep"
-    res = runner.invoke(app(), ["report", str(experiment_dir), "--out", str(out),
-                                "--baseline", "acge", "--formats", "md,xlsx",
-                                "--key-metrics", "precise@1,hit@5", "--resamples", "2000"])
-    assert res.exit_code == 0, res.output
+    res = cli("report", experiment_dir, "--out", out, "--baseline", "acge", "--formats",
+              "md,xlsx", "--key-metrics", "precise@1,hit@5", "--resamples", "2000")
+    assert res.code == 0, res.stderr
     assert sorted(p.name for p in out.iterdir()) == ["report.md", "report.xlsx"]
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "## Against acge" in md
@@ -38,33 +21,37 @@ def test_report_command_writes_requested_formats(experiment_dir: Path, tmp_path:
     assert "2,000 random sign patterns" in md
 
 
-def test_report_command_accepts_run_dirs(experiment_dir: Path, tmp_path: Path) -> None:
+def test_report_command_accepts_run_dirs(cli, experiment_dir: Path,  # noqa: ANN001
+                                         tmp_path: Path) -> None:
     out = tmp_path / "rep"
-    res = runner.invoke(app(), ["report", str(experiment_dir / "新数据" / "bge"),
-                                str(experiment_dir / "新数据" / "acge"), "-o", str(out),
-                                "-f", "md", "--title", "新数据 bge vs acge",
-                                "--metrics", "precise@1,5"])
-    assert res.exit_code == 0, res.output
+    res = cli("report", experiment_dir / "新数据" / "bge", experiment_dir / "新数据" / "acge",
+              "-o", out, "-f", "md", "--title", "新数据 bge vs acge", "--metrics", "precise@1,5")
+    assert res.code == 0, res.stderr
     md = (out / "report.md").read_text(encoding="utf-8")
     assert md.startswith("# 新数据 bge vs acge")
     assert "| model | precise@1 | precise@5 |" in md
     assert "acge" in md and "bge 微调" not in md
 
 
-def test_report_command_bad_input(experiment_dir: Path, tmp_path: Path) -> None:
+def test_report_command_bad_input(cli, experiment_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    """Each mistake is our own error: its exit code and one `error:` line, no Traceback."""
     from embedarena.errors import ConfigError, DataError
 
-    res = runner.invoke(app(), ["report", str(experiment_dir), "-o", str(tmp_path),
-                                "--baseline", "nope"])
-    assert isinstance(res.exception, ConfigError) and "nope" in str(res.exception)
-    res = runner.invoke(app(), ["report", str(experiment_dir), "-o", str(tmp_path),
-                                "--formats", "pdf"])
-    assert isinstance(res.exception, ConfigError) and "formats" in str(res.exception)
-    res = runner.invoke(app(), ["report", str(tmp_path / "missing"), "-o", str(tmp_path)])
-    assert isinstance(res.exception, DataError)
+    def one_line(res) -> str:  # noqa: ANN001
+        assert "Traceback" not in res.stderr
+        (line,) = res.stderr.strip().splitlines()
+        assert line.startswith("error: ")
+        return line
+
+    res = cli("report", experiment_dir, "-o", tmp_path, "--baseline", "nope")
+    assert res.code == ConfigError.exit_code and "nope" in one_line(res)
+    res = cli("report", experiment_dir, "-o", tmp_path, "--formats", "pdf")
+    assert res.code == ConfigError.exit_code and "formats" in one_line(res)
+    res = cli("report", tmp_path / "missing", "-o", tmp_path)
+    assert res.code == DataError.exit_code and one_line(res)
 
 
-def test_help_and_import_stay_light() -> None:
+def test_help_and_import_stay_light(cli) -> None:  # noqa: ANN001
     code = ("import sys, embedarena.cli.report, embedarena.evaluation.report, "
             "embedarena.evaluation.significance; "
             "print(sorted(m for m in ('matplotlib', 'jinja2', 'fontTools', 'scipy') "
@@ -72,5 +59,5 @@ def test_help_and_import_stay_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
-    res = runner.invoke(app(), ["report", "--help"])
-    assert res.exit_code == 0 and "embedarena report runs/quickstart" in res.output
+    res = cli("report", "--help")
+    assert res.code == 0 and "embedarena report runs/quickstart" in res.stdout

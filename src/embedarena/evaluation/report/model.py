@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -39,6 +38,7 @@ from embedarena.evaluation.significance import (
     apply_holm,
     compare_paired,
 )
+from embedarena.secrets import HIDDEN, is_secret_name, scrub
 
 Format = Literal["html", "xlsx", "md"]
 CURVE_METRICS = ("precise", "hit", "recall")
@@ -460,12 +460,6 @@ def _set_report(name: str, entries: dict[str, Entry], models: list[str],
 
 # --- settings (reproducibility) ----------------------------------------------------------
 
-_SECRET_KEY = re.compile(r"key|passw|secret|token|credential|authorization|cookie|session",
-                         re.IGNORECASE)
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
-_SECRET_VALUE = re.compile(r"\bsk-[A-Za-z0-9_-]{12,}"
-                           r"|\b(?:Bearer|Basic|ApiKey)\s+[A-Za-z0-9+/=._-]{8,}")
-HIDDEN = "[hidden]"
 
 _PREFERRED = ("fingerprint", "model_settings", "index", "alias", "k", "depth",
               "corpus_sha256", "queries_sha256", "corpus_source", "queries_source",
@@ -491,7 +485,7 @@ def _display(value: Any) -> str:
         text = json.dumps(value)
     else:
         text = json.dumps(value, ensure_ascii=False, default=str)
-    return _SECRET_VALUE.sub(HIDDEN, _URL_USERINFO.sub(r"\1***@", text))
+    return scrub(text, mask=HIDDEN)
 
 
 def safe_settings(meta: dict[str, Any]) -> list[tuple[str, str]]:
@@ -505,7 +499,7 @@ def safe_settings(meta: dict[str, Any]) -> list[tuple[str, str]]:
     items = []
     for key, value in _flatten(meta):
         leaf_parts = key.split(".")
-        if any(_SECRET_KEY.search(p) for p in leaf_parts):
+        if any(is_secret_name(p) for p in leaf_parts):
             items.append((key, HIDDEN))
         else:
             items.append((key, _display(value)))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from embedarena.embedders.spec import BM25Spec, HybridSpec, parse_model_spec
 from embedarena.errors import ConfigError
+from embedarena.evaluation.rows import HybridSpec
+from embedarena.experiment import parse_model_entry as parse_model_spec
+from embedarena.indexer.lexical import BM25Spec
 
 
 @pytest.mark.parametrize(("raw", "name", "analyzer"), [
