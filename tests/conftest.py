@@ -61,6 +61,26 @@ def make_tiny_bert(path: Path, seed: int = 0, hidden: int = 32) -> Path:
     return path
 
 
+def make_tiny_reranker(path: Path, seed: int = 0) -> Path:
+    """A tiny random cross-encoder (BERT with a 1-logit head) + the tiny tokenizer."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    enc = make_tiny_bert(path.parent / f"{path.name}-encoder", seed=seed)
+    tok = BertTokenizer.from_pretrained(enc)
+    tok.save_pretrained(path)
+    torch.manual_seed(seed)
+    cfg = BertConfig.from_pretrained(enc, num_labels=1)
+    BertForSequenceClassification(cfg).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch") if not IN_CI else None
+    return make_tiny_reranker(tmp_path_factory.mktemp("tiny-rr") / "rr")
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch") if not IN_CI else None

@@ -253,10 +253,7 @@ class Arena:
             spec = self.experiment.model(name)
             materialize = getattr(spec, "materialize", None)
             if materialize is not None:
-                if self.out_dir is None:
-                    raise ConfigError(f"model '{name}' produces a model directory: give the "
-                                      "experiment an output folder (out)")
-                spec = materialize(self.out_dir, log=self.note)
+                spec = materialize(self.out_dir, log=self.note, resolve=self.spec)
             self._specs[name] = spec
         return spec
 
@@ -346,7 +343,7 @@ def run_experiment(experiment: Experiment | str | Path, out_dir: str | Path | No
         for q in exp.queries:
             q.skip_bad = True
     out = Path(out_dir) if out_dir is not None else exp.out
-    if out is None and (search or any(hasattr(m, "materialize") for m in exp.models)):
+    if out is None and search:
         raise ConfigError("give an output folder (out_dir, or `out` in the experiment)")
     with using(progress):
         arena = Arena(exp, out, client=client, target=target)
@@ -359,8 +356,8 @@ def _run(arena: Arena, source: Path | None, only: Sequence[str] | None, force: b
          save_comparison: bool) -> ExperimentResult:
     exp, out = arena.experiment, arena.out_dir
     result = ExperimentResult(exp, out)
-    for base, ft in exp.added_bases:
-        arena.note(f"{ft}: added its base model '{base}' to compare against")
+    for added, role, by in exp.added:
+        arena.note(f"{by}: added its {role} '{added}' to compare against")
     corpus = arena.corpus
     sets = arena.query_sets if search else []
     result.corpus_size = len(corpus) if corpus is not None else None
@@ -579,11 +576,17 @@ def search_like(run: Run, queries: Path, depth: int, progress: Progress | None =
     if meta.get("search") == "bm25" and not raw:  # runs written before bm25 recorded it
         raw = {"type": "bm25", "name": run.model, "analyzer": meta.get("analyzer", "standard")}
     alias = meta.get("alias")
-    if not raw or not alias:
+    indexed = raw  # the entry whose index the alias names
+    if meta.get("search") == "two_stage" and isinstance(raw, dict):
+        # the retriever comes along as its own entry; its alias gives the prefix
+        indexed = meta.get("retriever_settings")
+        alias = meta.get("retriever_alias")
+        raw = {**raw, "retriever": indexed} if indexed else None
+    if not raw or not alias or not indexed:
         raise ConfigError(f"run of '{run.model}' does not record its model settings and index "
                           "alias; give --dev a run directory instead of a query file")
     spec = parse_model_entry(raw)
-    suffix = index_slug(spec.name)
+    suffix = index_slug(parse_model_entry(indexed).name)
     prefix = str(alias)[:-len(suffix)] if str(alias).endswith(suffix) else "embedarena-"
     exp = inline_experiment([spec], name=str(meta.get("experiment") or "calibrate"),
                             queries=[QuerySource(path=queries)],
@@ -592,7 +595,7 @@ def search_like(run: Run, queries: Path, depth: int, progress: Progress | None =
                                                                           100))))
     with using(progress):
         arena = Arena(exp)
-        return arena.search(arena.row(spec.name), arena.query_sets[0], depth)
+        return arena.search(arena.row(exp.model_names[-1]), arena.query_sets[0], depth)
 
 
 # -- mining through an index -----------------------------------------------------------------

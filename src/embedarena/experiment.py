@@ -37,16 +37,25 @@ from pydantic import (
     model_validator,
 )
 
+import embedarena.training.finetune  # noqa: F401  (registers `finetune:` entries)
 from embedarena.errors import ConfigError
 from embedarena.evaluation.report.model import ReportOptions
 from embedarena.evaluation.rows import parse_row_spec
 from embedarena.secrets import reject_secret_fields
 from embedarena.specs import ModelSpec, parse_spec
-from embedarena.training.finetune import FinetuneSpec
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _relative_to_file(v: Any, info: ValidationInfo) -> Any:
+    """Relative paths of an experiment file are relative to the file's folder (the
+    `base_dir` in the validation context; the working directory when there is none)."""
+    base = (info.context or {}).get("base_dir")
+    if v is None or base is None:
+        return v
+    return _abs(Path(base), Path(v))
 
 
 class CorpusSource(_Strict):
@@ -59,6 +68,8 @@ class CorpusSource(_Strict):
                            "stopping at the first one.")
     encoding: str | None = Field(default=None, description="CSV/TSV encoding (default: "
                                  "detected: UTF-8, UTF-8 with BOM, GBK/GB18030).")
+
+    _path = field_validator("path")(_relative_to_file)
 
     @model_validator(mode="after")
     def _one_source(self) -> CorpusSource:
@@ -75,6 +86,8 @@ class QuerySource(_Strict):
     skip_bad: bool = Field(default=False, description="Count and skip bad records instead of "
                            "stopping at the first one.")
     encoding: str | None = Field(default=None, description="TSV encoding (default: detected).")
+
+    _path = field_validator("path")(_relative_to_file)
 
     @model_validator(mode="after")
     def _one_source(self) -> QuerySource:
@@ -109,7 +122,7 @@ class IndexConfig(_Strict):
 
 
 class Experiment(_Strict):
-    _added_bases: list[tuple[str, str]] = PrivateAttr(default_factory=list)
+    _added: list[tuple[str, str, str]] = PrivateAttr(default_factory=list)
 
     name: str
     corpus: CorpusSource | None = Field(default=None, description="The documents to index; "
@@ -144,17 +157,24 @@ class Experiment(_Strict):
         return [parse_model_entry(_abs_model_paths(Path(base), m) if base else m,
                                   context=info.context) for m in v]
 
+    _out = field_validator("out")(_relative_to_file)
+
     @model_validator(mode="after")
-    def _complete(self) -> Experiment:
-        """Add each fine-tune entry's base (to compare against), then check names,
-        dependencies and the report baseline: all before any work starts."""
+    def _complete(self, info: ValidationInfo) -> Experiment:
+        """Add the entries derived rows are compared against (a fine-tune's base, a two-stage
+        row's inline retriever), then check names, dependencies and the report baseline: all
+        before any work starts."""
+        base = (info.context or {}).get("base_dir")
+        if self.out is None and base is not None:
+            self.out = Path(base) / "runs" / self.name
         models: list[ModelSpec] = []
         names = {m.name for m in self.models}
         for m in self.models:
-            if isinstance(m, FinetuneSpec) and m.base.name not in names:
-                models.append(m.base)
-                names.add(m.base.name)
-                self._added_bases.append((m.base.name, m.name))
+            brought, m = m.implied(names)
+            for spec, role in brought:
+                models.append(spec)
+                names.add(spec.name)
+                self._added.append((spec.name, role, m.name))
             models.append(m)
         seen: dict[str, str] = {}
         for m in models:
@@ -169,9 +189,8 @@ class Experiment(_Strict):
                 if dep not in by_name:
                     raise ValueError(f"model '{m.name}' needs '{dep}', which is not a model of "
                                      f"this experiment; models: {', '.join(by_name)}")
-                if by_name[dep].depends_on():
-                    raise ValueError(f"model '{m.name}': member '{dep}' is itself a "
-                                     f"{by_name[dep].type}; list its members instead")
+                m.check_dependency(by_name[dep])
+        _refuse_cycles(by_name)
         if self.report is not None and self.report.baseline is not None \
                 and self.report.baseline not in by_name:
             raise ValueError(f"report.baseline '{self.report.baseline}' is not a model of this "
@@ -190,9 +209,10 @@ class Experiment(_Strict):
         return max([10, *ks])
 
     @property
-    def added_bases(self) -> list[tuple[str, str]]:
-        """(base, fine-tuned) pairs whose base model was added to the list."""
-        return list(self._added_bases)
+    def added(self) -> list[tuple[str, str, str]]:
+        """(added entry, its role, the entry that brought it): a fine-tune's base model, a
+        two-stage row's inline retriever, added so the table compares against them."""
+        return list(self._added)
 
     @property
     def model_names(self) -> list[str]:
@@ -206,9 +226,43 @@ class Experiment(_Strict):
                           f"{', '.join(self.model_names)}")
 
 
+def _refuse_cycles(by_name: dict[str, ModelSpec]) -> None:
+    """A row cannot need itself, directly or through others."""
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:
+            raise ValueError(f"models depend on each other in a circle: "
+                             f"{' -> '.join([*path[path.index(name):], name])}")
+        if name in done:
+            return
+        for dep in by_name[name].depends_on():
+            visit(dep, [*path, name])
+        done.add(name)
+
+    for n in by_name:
+        visit(n, [])
+
+
+#: Keys of a flat `finetune: {kind: reranker}` entry that belong to its two-stage row.
+_TWO_STAGE_KEYS = ("retriever", "top_n")
+
+
 def parse_model_entry(obj: Any, context: dict[str, Any] | None = None) -> ModelSpec:
-    """Any model entry of an experiment: an embedder, `bm25`, a hybrid, a fine-tune entry."""
+    """Any model entry of an experiment: an embedder, `bm25`, a hybrid, a two-stage row, a
+    fine-tune entry. A flat reranker fine-tune (`{name, finetune: {kind: reranker, ...},
+    retriever, top_n}`) is the two-stage row whose reranker is that fine-tune."""
     parse_row_spec("bm25")  # loads every row kind (and the embedders) into the registry
+    if (isinstance(obj, dict) and isinstance(obj.get("finetune"), dict)
+            and obj["finetune"].get("kind") == "reranker"):
+        if "retriever" not in obj:
+            raise ConfigError(f"model '{obj.get('name', '?')}': a reranker fine-tune needs "
+                              "`retriever:` (the row whose top N it reranks)")
+        inner = {k: v for k, v in obj.items() if k not in (*_TWO_STAGE_KEYS, "name")}
+        if obj.get("name"):
+            inner["name"] = f"{obj['name']}-reranker"
+        obj = {**{k: obj[k] for k in _TWO_STAGE_KEYS if k in obj},
+               **({"name": obj["name"]} if obj.get("name") else {}), "reranker": inner}
     return parse_spec(obj, context=context)
 
 
@@ -237,12 +291,6 @@ def load_experiment(path: Path) -> Experiment:
         raise ConfigError(f"{path}: {loc + ': ' if loc else ''}{msg}") from None
     except ConfigError as e:  # a model entry's own message (it names the model)
         raise ConfigError(f"{path}: {e}") from None
-    if exp.corpus is not None and exp.corpus.path is not None:
-        exp.corpus.path = _abs(base, exp.corpus.path)
-    for q in exp.queries:
-        if q.path is not None:
-            q.path = _abs(base, q.path)
-    exp.out = _abs(base, exp.out) if exp.out else base / "runs" / exp.name
     return exp
 
 

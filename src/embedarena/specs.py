@@ -101,6 +101,16 @@ class ModelSpec(BaseModel):
         """Names of other entries of the experiment this one needs (a hybrid's members)."""
         return []
 
+    def check_dependency(self, dep: ModelSpec) -> None:
+        """Raise `ValueError` when `dep` (an entry this one depends on) cannot serve it."""
+
+    def implied(self, names: set[str]) -> tuple[list[tuple[ModelSpec, str]], ModelSpec]:
+        """Entries this one brings into the experiment when `names` lack them, each with what
+        it is to this entry ("base model", "retriever"), and this entry referring to them by
+        name. A fine-tune brings its base, a two-stage row an inline retriever, so the table
+        always shows what a derived row is compared against."""
+        return [], self
+
     def public_dict(self) -> dict[str, Any]:
         """The settings for run metadata and index `_meta` (no secrets by construction).
 

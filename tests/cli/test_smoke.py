@@ -2,7 +2,8 @@
 `__main__` module, real streams, real exit status), small and quick. Every other CLI test runs
 in process through the `cli` fixture (tests/conftest.py), which calls the same `main()`.
 
-Commands: es, data, index, eval, compare, run, tune-fusion, calibrate, report, mine, train.
+Commands: es, data, index, eval, compare, run, tune-fusion, calibrate, report, mine, train,
+eval-rerank.
 """
 
 from __future__ import annotations
@@ -240,3 +241,18 @@ def test_train_embedder(tiny_bert_dir: Path, tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr[-3000:]
     assert "trained 2 steps" in p.stdout
     assert (out / "model.safetensors").is_file() and (out / "modules.json").is_file()
+
+
+# -- eval-rerank ------------------------------------------------------------------------------
+def test_eval_rerank(tiny_reranker_dir: Path, tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "rerank.jsonl", [
+        {"query": q["query"], "positive": q["pos"],
+         "negative": [x for x in LABELS if x not in q["pos"]][:4]} for q in QUERIES])
+    out = tmp_path / "rr"
+    p = embedarena("eval-rerank", data, "--model", f"reranker:{tiny_reranker_dir}",
+                   "--out", out, env={"EMBEDARENA_HOME": str(tmp_path / "home"),
+                                      "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    summary = json.loads((out / "rerank.json").read_text(encoding="utf-8"))
+    assert summary["n_evaluated"] == len(QUERIES) and 0 <= summary["metrics"]["map"] <= 1
+    assert "MAP" in p.stdout and tiny_reranker_dir.name in p.stdout

@@ -203,13 +203,16 @@ def test_metrics_save_and_load_round_trip(tmp_path: Path) -> None:
     assert obj["excluded_qids"] == ["3"]
     lines = (tmp_path / "metrics.per_query.jsonl").read_text(encoding="utf-8").splitlines()
     assert json.loads(lines[2]) == {"qid": "3", "excluded": True, "precise@1": None,
-                                    "precise@2": None, "precise@5": None, "mrr": None}
+                                    "precise@2": None, "precise@5": None, "mrr": None,
+                                    "tied_positions": 0}
     back = RunMetrics.load(path)
     assert back.model == "bge" and back.query_set == "原数据"
     assert back.specs == m.specs and back.qids == m.qids and back.has_per_query
     for s in m.specs:
         np.testing.assert_array_equal(back.per_query(s), m.per_query(s))
     assert back.means == m.means and back.n_excluded == 1
+    assert back.ties == m.ties and back.tied is not None and m.tied is not None
+    np.testing.assert_array_equal(back.tied, m.tied)
 
 
 def test_load_without_per_query_file_keeps_means_and_counts(tmp_path: Path) -> None:
@@ -222,6 +225,53 @@ def test_load_without_per_query_file_keeps_means_and_counts(tmp_path: Path) -> N
     assert (back.n_queries, back.n_excluded, back.excluded_qids) == (3, 1, ["3"])
     with pytest.raises(ConfigError, match="no per-query values"):
         back.per_query("precise@1")
+
+
+# --- ties ----------------------------------------------------------------------------------
+
+
+def test_ties_keep_the_engine_order_and_are_counted() -> None:
+    # a and x tie at rank 1-2: the engine put x first, and that is what gets scored
+    tied = QueryResult(qid="t", query="q", gold={"a": 1.0}, retrieved=["x", "a", "b", "c"],
+                       scores=[2.0, 2.0, 1.0, 0.5])
+    plain = qr("p", {"b": 1.0}, ["b", "x"])
+    # the tie between y (rank 2) and z (rank 3) straddles the cutoff 2, so rank 2 counts
+    edge = QueryResult(qid="e", query="q", gold={"y": 1.0}, retrieved=["w", "y", "z"],
+                       scores=[3.0, 1.0, 1.0])
+    none = QueryResult(qid="n", query="q", gold={}, retrieved=["a", "b"], scores=[1.0, 1.0])
+    m = evaluate(Run("m", "s", [tied, plain, edge, none]), "mrr@2,ndcg@1")
+    assert m.per_query("mrr@2")[0] == 0.5  # not 1.0: the tie is not resolved in a's favour
+    assert m.ties is not None and m.tied is not None
+    assert list(m.tied) == [2, 0, 1, 0]  # excluded queries (no relevant gold) count 0
+    assert (m.ties.cutoff, m.ties.queries, m.ties.positions) == (2, 2, 3)
+    assert m.to_json()["ties"] == {"cutoff": 2, "queries_with_ties": 2, "tied_positions": 3,
+                                   "rule": m.to_json()["ties"]["rule"]}
+    assert "engine's order" in m.to_json()["ties"]["rule"]
+    # a metric over the whole list looks at every rank
+    full = evaluate(Run("m", "s", [tied, edge]), "mrr@1,map")
+    assert full.ties is not None and full.ties.cutoff is None
+    assert (full.ties.queries, full.ties.positions) == (2, 4)
+
+
+def test_metrics_json_without_ties_still_loads(tmp_path: Path) -> None:
+    """metrics.json and per-query files written before ties were counted."""
+    m = evaluate(_small_run(), "precise@1,mrr")
+    path = tmp_path / "metrics.json"
+    m.save(path)
+    obj = json.loads(path.read_text(encoding="utf-8"))
+    del obj["ties"]
+    path.write_text(json.dumps(obj), encoding="utf-8")
+    pq = tmp_path / "metrics.per_query.jsonl"
+    rows = [json.loads(line) for line in pq.read_text(encoding="utf-8").splitlines()]
+    pq.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "tied_positions"})
+                          + "\n" for r in rows), encoding="utf-8")
+    back = RunMetrics.load(path)
+    assert back.ties is None and back.tied is None and back.has_per_query
+    assert back.means == m.means
+    assert "ties" not in back.to_json()
+    assert "tied_positions" not in back.per_query_rows()[0]
+    pq.unlink()
+    assert RunMetrics.load(path).ties is None
 
 
 def test_bad_metrics_file_is_a_data_error(tmp_path: Path) -> None:

@@ -138,3 +138,63 @@ def test_duplicates_equal_a_fresh_nonrelevant_id_on_random_runs() -> None:
         b = evaluate(Run("m", "s", replaced), names)
         for spec in a.specs:
             np.testing.assert_allclose(a.per_query(spec), b.per_query(spec), atol=1e-12)
+
+
+def _tied_runs(seed: int) -> list[tuple[list[QueryResult], list[int]]]:
+    """Runs as an engine returns them when scores tie: scores from a few distinct values,
+    sorted, and within a tie whatever order the engine chose (here: random, not by id)."""
+    rng = random.Random(seed)
+    runs = []
+    for results, ks in _random_runs(seed)[:80]:
+        tied = []
+        for r in results:
+            scores = sorted((float(rng.randint(1, 4)) for _ in r.retrieved), reverse=True)
+            tied.append(QueryResult(qid=r.qid, query=r.query, gold=r.gold,
+                                    retrieved=list(r.retrieved), scores=scores))
+        runs.append((tied, ks))
+    return runs
+
+
+def _cut_measures(ks: list[int]) -> list[tuple[str, object]]:
+    pairs: list[tuple[str, object]] = []
+    for k in ks:
+        pairs += [(f"hit@{k}", Success @ k), (f"recall@{k}", R @ k), (f"precision@{k}", P @ k),
+                  (f"map@{k}", AP @ k), (f"ndcg@{k}", nDCG @ k)]
+    return pairs
+
+
+def test_ties_engine_order_matches_ir_measures_given_that_order() -> None:
+    """With tied scores replaced by strictly decreasing values in the engine's order (what
+    `_trec` hands over), ir-measures agrees exactly: we score the order the user got."""
+    for results, ks in _tied_runs(21):
+        qrels, trec_run = _trec(results)
+        pairs = _cut_measures(ks)
+        ours = evaluate(Run("m", "s", results), [name for name, _ in pairs])
+        for name, measure in pairs:
+            ref = _per_query(measure, qrels, trec_run)
+            for i, r in enumerate(results):
+                assert ours.per_query(name)[i] == pytest.approx(ref[r.qid], abs=1e-6), (name, r)
+
+
+def test_ties_raw_scores_make_ir_measures_differ_only_on_tied_queries() -> None:
+    """Given the raw tied scores, trec_eval re-sorts each tie by doc id, so its values differ
+    from ours on some queries, and only on queries where `tied` counts a tie within the
+    cutoff; the untied queries agree exactly."""
+    differ = agree_tied = 0
+    for results, ks in _tied_runs(22):
+        qrels = {r.qid: {d: int(g) for d, g in r.gold.items()} for r in results}
+        raw = {r.qid: dict(zip(r.retrieved, r.scores, strict=True)) for r in results}
+        pairs = _cut_measures(ks)
+        ours = evaluate(Run("m", "s", results), [name for name, _ in pairs])
+        assert ours.tied is not None and ours.ties is not None and ours.ties.cutoff == ks[-1]
+        for name, measure in pairs:
+            ref = _per_query(measure, qrels, raw)
+            for i, r in enumerate(results):
+                same = ours.per_query(name)[i] == pytest.approx(ref[r.qid], abs=1e-6)
+                if ours.tied[i] == 0:
+                    assert same, (name, r)
+                elif same:
+                    agree_tied += 1
+                else:
+                    differ += 1
+    assert differ > 50 and agree_tied > 0  # ties often, not always, change a value

@@ -137,8 +137,7 @@ def test_a_new_row_kind_is_one_class_and_one_registration(
          "metrics": ["hit@1", "hit@5"], "index": {"prefix": es_prefix},
          "models": ["alpha:2", "bm25"], "out": str(tmp_path / "out")},
         context={"base_dir": tmp_path})
-    exp.corpus.path = tmp_path / "labels.json"  # type: ignore[union-attr]
-    exp.queries[0].path = tmp_path / "q.jsonl"
+    assert exp.corpus is not None and exp.corpus.path == tmp_path / "labels.json"
     res = run_experiment(exp)
     assert res.comparison.models == ["alpha2", "bm25"]
     assert res.comparison.value("alpha2", "q", "hit@1") == 0.5  # "a" is first, "d" is not

@@ -44,3 +44,39 @@ def toy_rows(n: int = 24) -> list[dict[str, object]]:
                      "neg": [f"{(i + k) % n} and {words[(i + k) % len(words)]}"
                              for k in range(1, 6)]})
     return rows
+
+
+def make_cross_encoder_base(path: Path, seed: int = 0) -> Path:
+    """`make_tiny_encoder` re-initialised with a wider spread (initializer_range 0.2).
+
+    At BERT's 0.02 a 32-wide random encoder gives nearly the same [CLS] state for every
+    input, so a fresh 1-logit head spreads its scores by ~1e-4 of their size and the loss sits
+    at ln(G) for the first steps: by the training-health rule that *is* a run that has not
+    moved. A pretrained encoder tells texts apart; the wider init stands in for that.
+    """
+    import torch
+    from transformers import BertConfig, BertModel
+
+    make_tiny_encoder(path, seed=seed)
+    cfg = BertConfig.from_pretrained(path)
+    cfg.initializer_range = 0.2
+    torch.manual_seed(seed)
+    BertModel(cfg).save_pretrained(path)
+    return path
+
+
+@pytest.fixture()
+def cross_encoder_base(tmp_path: Path) -> Path:
+    pytest.importorskip("transformers")
+    return make_cross_encoder_base(tmp_path / "ce-base")
+
+
+def graded_tsv(path: Path, rows: list[dict[str, object]], header: bool = True) -> Path:
+    """The toy rows as RAG-Retrieval graded data: pos → 3, then negatives graded 2, 1, then 0."""
+    lines = ["query\tdoc\tlabel"] if header else []
+    for r in rows:
+        lines.append(f"{r['query']}\t{r['pos'][0]}\t3")  # type: ignore[index]
+        for k, neg in enumerate(r["neg"]):  # type: ignore[arg-type]
+            lines.append(f"{r['query']}\t{neg}\t{max(2 - k, 0)}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

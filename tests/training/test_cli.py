@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CliResult
-from tests.training.conftest import write_jsonl
+from tests.training.conftest import make_cross_encoder_base, toy_rows, write_jsonl
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def embedarena(cli: Callable[..., CliResult], tmp_path: Path) -> Callable[..., C
 
 
 def test_help_texts(embedarena: Callable[..., CliResult]) -> None:
-    for cmd in (["mine"], ["train", "embedder"]):
+    for cmd in (["mine"], ["train", "embedder"], ["train", "reranker"]):
         res = embedarena(*cmd, "--help")
         assert res.code == 0, res.stderr
         assert "Example:" in res.stdout
@@ -50,3 +50,23 @@ def test_mine_cli_names_the_bad_line(embedarena: Callable[..., CliResult], tmp_p
     res = embedarena("mine", str(src), str(tmp_path / "o.jsonl"), "--model", "bm25")
     assert res.code != 0
     assert "bad.jsonl:line 2" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_train_reranker_cli_trains_and_names_a_collapse_in_one_line(
+        embedarena: Callable[..., CliResult], tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    base = make_cross_encoder_base(tmp_path / "base")
+    train = write_jsonl(tmp_path / "train.jsonl", toy_rows())
+    common = ["train", "reranker", "--model_name_or_path", str(base), "--train_data", str(train),
+              "--max_steps", "4", "--per_device_train_batch_size", "4", "--train_group_size",
+              "4", "--learning_rate", "1e-3", "--report_to", "none", "--cpu",
+              "--logging_steps", "2"]
+    res = embedarena(*common, "--output_dir", str(tmp_path / "ok"), "--max_len", "64")
+    assert res.code == 0, res.stderr
+    assert "trained 4 steps, last logged loss" in res.stdout and str(tmp_path / "ok") in res.stdout
+    assert (tmp_path / "ok" / "model.safetensors").is_file()
+    res = embedarena(*common, "--output_dir", str(tmp_path / "bad"), "--max_len", "3")
+    assert res.code == 7 and "Traceback" not in res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "training collapsed at step 0" in errors[0]
+    assert "max_len 3 leaves 0.0 text tokens" in errors[0]

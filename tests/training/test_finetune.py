@@ -59,7 +59,7 @@ def test_experiment_adds_the_base_then_materialize_trains_once(tiny_encoder: Pat
     exp = Experiment.model_validate({"name": "e", "models": ["bm25", _entry(tiny_encoder)]},
                                     context={"base_dir": tmp_path})
     assert exp.model_names == ["bm25", "tiny", "tiny-ft"]  # the base, to compare against
-    assert exp.added_bases == [("tiny", "tiny-ft")]
+    assert exp.added == [("tiny", "base model", "tiny-ft")]
     ft = exp.model("tiny-ft")
     assert isinstance(ft, FinetuneSpec)
     notes: list[str] = []

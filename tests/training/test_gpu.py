@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 
 from embedarena.training.embedder import TrainConfig, train_embedder  # noqa: E402
 from embedarena.training.mining import dense_search  # noqa: E402
-from tests.training.conftest import toy_rows, write_jsonl  # noqa: E402
+from embedarena.training.reranker import RerankerConfig, train_reranker  # noqa: E402
+from tests.training.conftest import make_cross_encoder_base, toy_rows, write_jsonl  # noqa: E402
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -29,6 +30,23 @@ def test_mixed_precision_steps(tiny_encoder: Path, tmp_path: Path, precision: st
     losses = [loss for _, loss in res.losses]
     assert res.global_step == 10 and all(math.isfinite(x) for x in losses)
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_reranker_mixed_precision_steps(tmp_path: Path, precision: str) -> None:
+    """The cross-encoder under AMP: finite, falling loss, no false collapse alarm (the
+    health probe runs outside autocast on the fp32 weights)."""
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    base = make_cross_encoder_base(tmp_path / "base")
+    train = write_jsonl(tmp_path / "train.jsonl", toy_rows())
+    res = train_reranker(RerankerConfig(
+        model=str(base), train=[str(train)], output_dir=str(tmp_path / "out"), max_steps=20,
+        batch_size=8, train_group_size=4, max_len=64, learning_rate=1e-3, logging_steps=2,
+        report_to=["none"], progress=False, **{precision: True}))
+    losses = [loss for _, loss in res.losses]
+    assert res.global_step == 20 and all(math.isfinite(x) for x in losses)
+    assert losses[-1] < losses[0] and res.health == []
 
 
 def test_gpu_search_matches_cpu() -> None:

@@ -15,6 +15,7 @@ from embedarena.cli import calibrate as calibrate_cmd
 from embedarena.cli import compare as compare_cmd
 from embedarena.cli import data as data_cmd
 from embedarena.cli import es as es_cmd
+from embedarena.cli import eval_rerank as eval_rerank_cmd
 from embedarena.cli import evaluate as eval_cmd
 from embedarena.cli import index as index_cmd
 from embedarena.cli import mine as mine_cmd
@@ -56,6 +57,7 @@ app.add_typer(es_cmd.app, name="es")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(index_cmd.app, name="index")
 eval_cmd.register(app)
+eval_rerank_cmd.register(app)
 compare_cmd.register(app)
 run_cmd.register(app)
 tune_cmd.register(app)

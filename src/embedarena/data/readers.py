@@ -33,6 +33,8 @@ from embedarena.errors import ConfigError, DataError
 __all__ = [
     "BadRecordError",
     "LoadReport",
+    "RerankSample",
+    "RerankSet",
     "TrainExample",
     "detect_encoding",
     "gold_not_in_corpus",
@@ -40,6 +42,7 @@ __all__ = [
     "load_corpus_with_report",
     "load_queries",
     "load_queries_with_report",
+    "load_rerank_with_report",
     "load_train",
     "load_train_with_report",
     "read_table",
@@ -1151,6 +1154,91 @@ def _optional_str(path: Path, rec: Mapping[str, Any], key: str, n: int,
         return value
     raise BadRecordError(path, f"field '{key}' must be a string, got {_describe(value)}", n,
                          where, "wrong type")
+
+
+# -- reranking data --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RerankSample:
+    """One reranking record: a query and the candidates to rank, as read. A passage listed as
+    both positive and negative stays in both here; the evaluator drops (and counts) it."""
+
+    qid: str
+    query: str
+    positive: list[str]
+    negative: list[str]
+
+
+@dataclass
+class RerankSet:
+    """Reranking samples of one file, with the field names it used (`positive`/`negative`
+    or `pos`/`neg`), so a split of it can be written back in the same form."""
+
+    name: str
+    samples: list[RerankSample]
+    source: str
+    keys: tuple[str, str] = ("positive", "negative")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+_RERANK_FORMATS = {
+    ("positive", "negative"): "T2Reranking {query, positive, negative}",
+    ("pos", "neg"): "FlagEmbedding {query, pos, neg}",
+}
+
+
+def load_rerank_with_report(path: str | Path, *, name: str | None = None,
+                            skip_bad: bool = False) -> tuple[RerankSet, LoadReport]:
+    """Load C-MTEB reranking data `{"query", "positive": [...], "negative": [...]}` (also
+    FlagEmbedding's `pos`/`neg` names; the first record decides which).
+
+    Unlike a query file, an empty `positive` or `negative` list is not a bad record: mteb's
+    evaluator skips such samples, so the evaluator counts them as skipped. A record without
+    the negative field is bad (nothing to rank against), and a first record without one
+    stops the load, since the file is then most likely a query file for `embedarena eval`.
+    The qid is an `id`/`qid`/`_id` field when there is one, else the 1-based line number.
+    """
+    p = Path(path)
+    _check_file(p)
+    report = LoadReport(str(p), "reranking")
+    guard = RecordGuard(report, skip_bad)
+    keys: tuple[str, str] | None = None
+    samples: list[RerankSample] = []
+    seen: dict[str, int] = {}
+    for n, rec in iter_json_values(p, report, guard):
+        where = report.unit
+        if not isinstance(rec, dict):
+            guard(BadRecordError(p, f"expected an object, got {_describe(rec)}", n, where,
+                                 "wrong type"))
+            continue
+        if keys is None:
+            keys = next((k for k in _RERANK_FORMATS if k[0] in rec), None)
+            if keys is None or keys[1] not in rec:
+                raise DataError(p, "not reranking data: the first record needs 'positive' and "
+                                   "'negative' (or 'pos' and 'neg') lists; fields here: "
+                                   f"{', '.join(rec) or 'none'} (a query file goes to "
+                                   "`embedarena eval`)", line=n, where=where)
+            report.format = _RERANK_FORMATS[keys]
+        try:
+            text = _query_text(p, rec, n, where)
+            for key in keys:
+                if key not in rec:
+                    raise BadRecordError(p, f"missing field '{key}'", n, where,
+                                         "missing field")
+            pos, neg = (_string_list(p, rec, key, n, where, report) for key in keys)
+            qid = _explicit_qid(p, rec, n, where) or str(n)
+            if qid in seen:
+                raise BadRecordError(p, f"duplicate query id {qid!r} (first at {where} "
+                                        f"{seen[qid]})", n, where, "duplicate id")
+        except BadRecordError as e:
+            guard(e)
+            continue
+        seen[qid] = n
+        samples.append(RerankSample(qid, text, pos, neg))
+    report.loaded = len(samples)
+    _check_loaded(p, report)
+    return RerankSet(name or p.stem, samples, str(p), keys or ("positive", "negative")), report
 
 
 # -- writers ---------------------------------------------------------------------------------

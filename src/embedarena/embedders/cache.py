@@ -1,4 +1,5 @@
-"""`CachedEmbedder`: re-runs and index rebuilds never re-embed unchanged text.
+"""`CachedEmbedder` and `CachedReranker`: re-runs and index rebuilds never re-embed unchanged
+text, and two-stage rows never re-score an unchanged (query, document) pair.
 
 Keyed by (embedder fingerprint, side, sha256(text)): the fingerprint covers weights and every
 setting that shapes the vectors, and the side (query/document) matters because a query
@@ -12,19 +13,21 @@ query, writes are transactions (a crash never leaves a half-written vector), and
 any number of readers work alongside one writer, across processes (two `embedarena run`s
 sharing a cache are fine; a `busy_timeout` makes a second writer wait rather than fail). One
 file per fingerprint means deleting a model's cache is deleting a folder. Misses of one call
-are written in one transaction.
+are written in one transaction. Reranker scores use the same store (side `pair`, a one-float
+vector per sha256 of query and document) under `cache_dir("rerank")`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedarena.embedders.base import Embedder, Similarity, check_output
+from embedarena.embedders.reranker import ComputeScore
 from embedarena.errors import EmbedderError
 
 if TYPE_CHECKING:
@@ -44,6 +47,92 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 def _text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+class VectorStore:
+    """One SQLite file of fixed-length float32 vectors keyed by (side, sha); the only place
+    that talks to SQLite, so its errors are mapped once."""
+
+    def __init__(self, path: Path, label: str) -> None:
+        self.path = path
+        self.label = label
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            con.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise EmbedderError(f"{self.label} cache {self.path}: {e}") from None
+        return con
+
+    def fetch(self, side: str, keys: list[bytes], dim: int,
+              compute: Callable[[list[int]], np.ndarray], name: str
+              ) -> tuple[np.ndarray, int, int]:
+        """Vectors for `keys` (positions in a call): stored ones read, the rest computed by
+        `compute(first positions of the missing keys)` and stored. Returns (vectors, hits,
+        computed)."""
+        import numpy as np
+
+        out = np.empty((len(keys), dim), dtype=np.float32)
+        if not keys:
+            return out, 0, 0
+        with closing(self._connect()) as con:
+            found = self._lookup(con, side, keys, dim)
+            missing: dict[bytes, list[int]] = {}
+            for i, k in enumerate(keys):
+                vec = found.get(k)
+                if vec is None:
+                    missing.setdefault(k, []).append(i)
+                else:
+                    out[i] = vec
+            hits = len(keys) - sum(len(v) for v in missing.values())
+            if not missing:
+                return out, hits, 0
+            vecs = compute([idx[0] for idx in missing.values()])
+            for idx, vec in zip(missing.values(), vecs):
+                out[idx] = vec
+            self._store(con, side, list(missing), vecs, name)
+        return out, hits, len(missing)
+
+    def _lookup(self, con: sqlite3.Connection, side: str, keys: list[bytes],
+                dim: int) -> dict[bytes, np.ndarray]:
+        import numpy as np
+
+        found: dict[bytes, np.ndarray] = {}
+        unique = list(dict.fromkeys(keys))
+        try:
+            for start in range(0, len(unique), _SQL_VARS):
+                chunk = unique[start:start + _SQL_VARS]
+                q = (f"SELECT sha, vec FROM vectors WHERE side = ? AND sha IN "
+                     f"({','.join('?' * len(chunk))})")
+                for sha, blob in con.execute(q, (side, *chunk)):
+                    if len(blob) == 4 * dim:  # anything else is not ours: treat as a miss
+                        found[bytes(sha)] = np.frombuffer(blob, dtype="<f4")
+        except sqlite3.Error as e:
+            raise EmbedderError(f"{self.label} cache {self.path}: {e}") from None
+        return found
+
+    def _store(self, con: sqlite3.Connection, side: str, keys: list[bytes],
+               vecs: np.ndarray, name: str) -> None:
+        rows = [(side, k, v.astype("<f4").tobytes()) for k, v in zip(keys, vecs)]
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany("INSERT OR REPLACE INTO vectors (side, sha, vec) VALUES (?, ?, ?)",
+                            rows)
+            con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('model', ?), "
+                        "('dim', ?)", (name, str(vecs.shape[1])))
+            con.execute("COMMIT")
+        except sqlite3.Error as e:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise EmbedderError(f"{self.label} cache {self.path}: cannot write: {e}") from None
+
+
+def _db_path(root: Path, fingerprint: str) -> Path:
+    return root / fingerprint.replace(":", "-").replace("/", "_") / "vectors.sqlite"
 
 
 class CachedEmbedder:
@@ -93,7 +182,7 @@ class CachedEmbedder:
 
     @property
     def db_path(self) -> Path:
-        return self.root / self.fingerprint.replace(":", "-").replace("/", "_") / "vectors.sqlite"
+        return _db_path(self.root, self.fingerprint)
 
     def __getattr__(self, item: str) -> Any:
         # Adapter-specific extras (settings(), model_dir, ...) stay reachable through the cache.
@@ -111,77 +200,80 @@ class CachedEmbedder:
         return self._embed(list(texts), "document")
 
     # -- work ----------------------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        path = self.db_path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            con = sqlite3.connect(path, timeout=60, isolation_level=None)
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=NORMAL")
-            con.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as e:
-            raise EmbedderError(f"embedding cache {path}: {e}") from None
-        return con
-
     def _embed(self, texts: list[str], side: str) -> np.ndarray:
-        import numpy as np
-
         dim = self.dim
-        out = np.empty((len(texts), dim), dtype=np.float32)
-        if not texts:
-            return out
-        keys = [_text_key(t) for t in texts]
-        with closing(self._connect()) as con:
-            found = self._lookup(con, side, keys, dim)
-            missing: dict[bytes, list[int]] = {}
-            for i, k in enumerate(keys):
-                vec = found.get(k)
-                if vec is None:
-                    missing.setdefault(k, []).append(i)
-                else:
-                    out[i] = vec
-            self.hits += len(texts) - sum(len(v) for v in missing.values())
-            if missing:
-                first = [idx[0] for idx in missing.values()]
-                todo = [texts[i] for i in first]
-                self.inner_calls += 1
-                fn = self.inner.embed_queries if side == "query" else self.inner.embed_documents
-                vecs = check_output(fn(todo), len(todo), dim, self.name)
-                self.misses += len(todo)
-                for idx, vec in zip(missing.values(), vecs):
-                    out[idx] = vec
-                self._store(con, side, list(missing), vecs)
+        fn = self.inner.embed_queries if side == "query" else self.inner.embed_documents
+
+        def compute(first: list[int]) -> np.ndarray:
+            self.inner_calls += 1
+            todo = [texts[i] for i in first]
+            return check_output(fn(todo), len(todo), dim, self.name)
+
+        out, hits, computed = VectorStore(self.db_path, "embedding").fetch(
+            side, [_text_key(t) for t in texts], dim, compute, self.name)
+        self.hits += hits
+        self.misses += computed
         return out
 
-    def _lookup(self, con: sqlite3.Connection, side: str, keys: list[bytes],
-                dim: int) -> dict[bytes, np.ndarray]:
+
+class CachedReranker(ComputeScore):
+    """Wraps any `Reranker`; only pairs not in the cache reach it (one call per
+    `score_pairs` call). Stats as for `CachedEmbedder`."""
+
+    def __init__(self, inner: Any, cache_dir: str | Path | None = None) -> None:
+        self.inner = inner
+        self.name = inner.name
+        if cache_dir is None:
+            from embedarena.paths import cache_dir as default_cache_dir
+
+            cache_dir = default_cache_dir("rerank")
+        self.root = Path(cache_dir)
+        self.hits = 0
+        self.misses = 0
+        self.inner_calls = 0
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.inner.fingerprint)
+
+    @property
+    def normalize(self) -> Any:
+        return self.inner.normalize
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses, "inner_calls": self.inner_calls}
+
+    @property
+    def db_path(self) -> Path:
+        return _db_path(self.root, self.fingerprint)
+
+    def __getattr__(self, item: str) -> Any:
+        if item == "inner":
+            raise AttributeError(item)
+        return getattr(self.inner, item)
+
+    def __repr__(self) -> str:
+        return f"CachedReranker({self.inner!r}, root={str(self.root)!r})"
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         import numpy as np
 
-        found: dict[bytes, np.ndarray] = {}
-        unique = list(dict.fromkeys(keys))
-        try:
-            for start in range(0, len(unique), _SQL_VARS):
-                chunk = unique[start:start + _SQL_VARS]
-                q = (f"SELECT sha, vec FROM vectors WHERE side = ? AND sha IN "
-                     f"({','.join('?' * len(chunk))})")
-                for sha, blob in con.execute(q, (side, *chunk)):
-                    if len(blob) == 4 * dim:  # anything else is not ours: treat as a miss
-                        found[bytes(sha)] = np.frombuffer(blob, dtype="<f4")
-        except sqlite3.Error as e:
-            raise EmbedderError(f"embedding cache {self.db_path}: {e}") from None
-        return found
+        pairs = list(pairs)
 
-    def _store(self, con: sqlite3.Connection, side: str, keys: list[bytes],
-               vecs: np.ndarray) -> None:
-        rows = [(side, k, v.astype("<f4").tobytes()) for k, v in zip(keys, vecs)]
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            con.executemany("INSERT OR REPLACE INTO vectors (side, sha, vec) VALUES (?, ?, ?)",
-                            rows)
-            con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('model', ?), "
-                        "('dim', ?)", (self.name, str(vecs.shape[1])))
-            con.execute("COMMIT")
-        except sqlite3.Error as e:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise EmbedderError(f"embedding cache {self.db_path}: cannot write: {e}") from None
+        def compute(first: list[int]) -> np.ndarray:
+            self.inner_calls += 1
+            scores = np.asarray(self.inner.score_pairs([pairs[i] for i in first]),
+                                dtype=np.float32)
+            if scores.shape != (len(first),) or not np.isfinite(scores).all():
+                raise EmbedderError(f"reranker '{self.name}' returned {scores.shape} scores "
+                                    f"(finite: {bool(np.isfinite(scores).all())}) for "
+                                    f"{len(first)} pairs")
+            return scores.reshape(-1, 1)
+
+        keys = [_text_key(f"{q}\x1f{d}") for q, d in pairs]
+        out, hits, computed = VectorStore(self.db_path, "reranker score").fetch(
+            "pair", keys, 1, compute, self.name)
+        self.hits += hits
+        self.misses += computed
+        return out.reshape(-1)

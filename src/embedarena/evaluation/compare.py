@@ -372,4 +372,4 @@ def _select(m: RunMetrics, specs: list[MetricSpec]) -> RunMetrics:
     return RunMetrics(model=m.model, query_set=m.query_set, specs=list(specs), qids=m.qids,
                       values={k: m.values[k] for k in keys if k in m.values},
                       excluded=m.excluded, means={k: m.means[k] for k in keys},
-                      summary_only=m.summary_only)
+                      summary_only=m.summary_only, ties=m.ties, tied=m.tied)

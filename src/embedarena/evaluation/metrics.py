@@ -22,6 +22,14 @@ Conventions (all tested against ir-measures / pytrec_eval in tests/evaluation/te
 - **Queries with no relevant gold** cannot be right or wrong: they are excluded from every
   metric (NaN in the per-query arrays, left out of the means) and counted in `n_excluded`,
   never silently scored 0.
+- **Tied scores** keep the engine's order: a ranked list is scored as returned, because that
+  order is what a user sees. trec_eval (and so ir-measures) re-sorts tied documents by doc id
+  first, so on runs with ties its numbers can differ (nDCG@10 of a BM25 row on a Chinese label
+  set by 0.002); on a run whose scores are replaced by strictly decreasing values in our order
+  they agree exactly (tests/evaluation/test_metrics_reference.py). How much this can matter is
+  counted: `RunMetrics.ties` (metrics.json `ties`) holds the evaluated queries with a tie
+  within the largest cutoff evaluated and the number of tied ranks there (a rank is tied when
+  another rank of the same list has the same score).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -299,6 +308,51 @@ def _per_query_path(path: Path) -> Path:
     return path.with_name(path.stem + ".per_query.jsonl")
 
 
+TIE_RULE = ("tied scores keep the engine's order (trec_eval/ir-measures re-sort ties by doc "
+            "id, so their values can differ on tied queries)")
+
+
+def tied_positions(scores: Sequence[float], k: int | None) -> int:
+    """Ranks within the top k (None: all) whose score another rank of the same list shares.
+
+    The whole list counts as the other side, so a tie straddling the cutoff (which decides
+    what gets into the top k) is counted too.
+    """
+    counts = Counter(scores)
+    return sum(1 for s in (scores if k is None else scores[:k]) if counts[s] > 1)
+
+
+@dataclass(frozen=True)
+class TieCount:
+    """How many ranks of a run tie, within the largest evaluated cutoff (see the conventions):
+    the numbers to read beside a metric that ir-measures would compute differently."""
+
+    cutoff: int | None
+    """The ranks looked at: the largest cutoff of the specs; None = the whole list."""
+    queries: int
+    """Evaluated queries with at least one tied rank within the cutoff."""
+    positions: int
+    """Tied ranks within the cutoff, summed over the evaluated queries."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cutoff": self.cutoff, "queries_with_ties": self.queries,
+                "tied_positions": self.positions, "rule": TIE_RULE}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> TieCount | None:
+        """None for a metrics.json written before ties were counted."""
+        if obj is None:
+            return None
+        cutoff = obj.get("cutoff")
+        return cls(cutoff=None if cutoff is None else int(cutoff),
+                   queries=int(obj["queries_with_ties"]), positions=int(obj["tied_positions"]))
+
+
+def _tie_cutoff(specs: Sequence[MetricSpec]) -> int | None:
+    ks = [s.k for s in specs]
+    return None if not ks or None in ks else max(k for k in ks if k is not None)
+
+
 @dataclass
 class RunMetrics:
     """Per-query values and means of some metrics over one run.
@@ -318,6 +372,10 @@ class RunMetrics:
     means: dict[str, float] = field(default_factory=dict)
     summary_only: tuple[int, list[str]] | None = None
     """(n_queries, excluded qids) when loaded without per-query values (qids are then empty)."""
+    ties: TieCount | None = None
+    """Tied ranks of the run (None: not counted, e.g. a metrics.json from before ties were)."""
+    tied: npt.NDArray[np.int64] | None = None
+    """Per query (aligned with `qids`; 0 for excluded queries): tied ranks within the cutoff."""
 
     def __post_init__(self) -> None:
         if not self.means:
@@ -368,6 +426,8 @@ class RunMetrics:
             "excluded_qids": self.excluded_qids,
             "excluded_reason": "no gold document with gain > 0",
         }
+        if self.ties is not None:
+            obj["ties"] = self.ties.to_json()
         if per_query:
             obj["per_query"] = self.per_query_rows()
         return obj
@@ -378,6 +438,8 @@ class RunMetrics:
             row: dict[str, Any] = {"qid": qid, "excluded": bool(self.excluded[i])}
             for s in self.specs:
                 row[str(s)] = _json_float(float(self.per_query(s)[i]))
+            if self.tied is not None:
+                row["tied_positions"] = int(self.tied[i])
             rows.append(row)
         return rows
 
@@ -405,6 +467,7 @@ class RunMetrics:
             specs = parse_metrics(list(means)) if means else []
             n = int(obj["n_queries"])
             excluded_qids = [str(q) for q in obj.get("excluded_qids", [])]
+            ties = TieCount.from_json(obj.get("ties"))
         except OSError as e:
             raise DataError(path, f"cannot read: {e.strerror or e}") from e
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
@@ -415,6 +478,7 @@ class RunMetrics:
         qids: list[str] = []
         values: dict[str, FloatArray] = {}
         excluded: list[bool] = []
+        tied: list[int] | None = [] if ties is not None else None
         if pq.exists():
             cols: dict[str, list[float]] = {str(s): [] for s in specs}
             with pq.open(encoding="utf-8") as f:
@@ -428,6 +492,11 @@ class RunMetrics:
                         for name, col in cols.items():
                             v = row[name]
                             col.append(math.nan if v is None else float(v))
+                        if tied is not None:
+                            if "tied_positions" in row:
+                                tied.append(int(row["tied_positions"]))
+                            else:  # per-query file from before ties were counted
+                                tied = None
                     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
                         raise DataError(pq, f"bad per-query line: {e}", line=lineno) from e
             if len(qids) != n:
@@ -436,7 +505,8 @@ class RunMetrics:
         return cls(model=str(obj.get("model", "")), query_set=str(obj.get("query_set", "")),
                    specs=specs, qids=qids, values=values,
                    excluded=np.asarray(excluded, dtype=bool), means=means,
-                   summary_only=None if qids else (n, excluded_qids))
+                   summary_only=None if qids else (n, excluded_qids), ties=ties,
+                   tied=np.asarray(tied, dtype=np.int64) if tied and qids else None)
 
 
 def _mean(values: FloatArray, excluded: npt.NDArray[np.bool_]) -> float:
@@ -449,16 +519,22 @@ def evaluate(run: Run, specs: str | Iterable[str | MetricSpec]) -> RunMetrics:
 
     Queries whose gold has no id with gain > 0 are excluded (NaN, not 0) and counted, because
     scoring them 0 would punish every model for a data problem and scoring them 1 would reward it.
+    Rankings are scored in the run's order, ties included; tied ranks are counted (`ties`).
     """
     parsed = parse_metrics(specs)
     n = len(run.results)
     excluded = np.zeros(n, dtype=bool)
     values: dict[str, FloatArray] = {str(s): np.full(n, math.nan, dtype=np.float64) for s in parsed}
+    cutoff = _tie_cutoff(parsed)
+    tied = np.zeros(n, dtype=np.int64)
     for i, r in enumerate(run.results):
         if not any(g > 0 for g in r.gold.values()):
             excluded[i] = True
             continue
         for s in parsed:
             values[str(s)][i] = s.score(r.retrieved, r.gold)
+        tied[i] = tied_positions(r.scores[:len(r.retrieved)], cutoff)
+    ties = TieCount(cutoff=cutoff, queries=int((tied > 0).sum()), positions=int(tied.sum()))
     return RunMetrics(model=run.model, query_set=run.query_set, specs=parsed,
-                      qids=[r.qid for r in run.results], values=values, excluded=excluded)
+                      qids=[r.qid for r in run.results], values=values, excluded=excluded,
+                      ties=ties, tied=tied)

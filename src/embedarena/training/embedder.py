@@ -1,8 +1,9 @@
 """Contrastive fine-tuning of a local Hugging Face encoder (FlagEmbedding-style, label-aware).
 
-The Hugging Face `Trainer` does the machinery (fp16/bf16, gradient accumulation and
-checkpointing, DeepSpeed, torchrun/accelerate multi-GPU, checkpoints and resume, TensorBoard);
-this module adds what a bi-encoder needs: group sampling, pooling + normalisation, the
+The Hugging Face `Trainer`, set up once for every task in `training/trainer.py`, does the
+machinery (fp16/bf16, gradient accumulation and checkpointing, DeepSpeed, torchrun/accelerate
+multi-GPU, checkpoints and resume, TensorBoard, progress, the vocabulary check); this module
+adds what a bi-encoder needs: group sampling, pooling + normalisation, the
 InfoNCE loss with in-batch false-negative masking and cross-device negatives, a cached
 (GradCache-style) loss, and an output directory that `hf`, sentence-transformers and
 FlagEmbedding all load (a plain HF model dir plus sentence-transformers module files).
@@ -10,67 +11,47 @@ FlagEmbedding all load (a plain HF model dir plus sentence-transformers module f
 
 from __future__ import annotations
 
-import difflib
-import json
-import math
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ModelWrapValidatorHandler,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field
 
-from embedarena import progress
 from embedarena.embedders.pooling import pool
 from embedarena.embedders.st_format import read_layout, write_st_files
-from embedarena.errors import ConfigError, EmbedderError, MissingExtraError
+from embedarena.errors import ConfigError, EmbedderError
+from embedarena.training.trainer import (
+    FIXED_TRAINER_ARGUMENTS,
+    SHARED_OWN_SETTINGS,
+    TRAINING_META,
+    Flags,
+    ReportTo,
+    TrainResult,
+    TrainSettings,
+    base_meta,
+    check_vocab,
+    fit,
+    notifier,
+    require_training_stack,
+    save_final,
+    trainer_arguments,
+    trainer_base,
+    training_arguments,
+    world_rank,
+    write_meta,
+)
 
-#: Written into every output dir (and checkpoint) so a model says how it was made.
-TRAINING_META = "embedarena_training.json"
+__all__ = ["FIXED_TRAINER_ARGUMENTS", "OWN_SETTINGS", "TRAINING_META", "Flags", "ReportTo",
+           "TrainConfig", "TrainResult", "encode", "freeze_unused", "train_embedder",
+           "trainer_arguments"]
 
 
-class Flags:
-    """Extra command-line spellings of a setting, declared with it (the CLI adds
-    `--dash-name` itself and reads `_` as `-`), so FlagEmbedding scripts translate one to one.
+class TrainConfig(TrainSettings):
+    """Every setting of `embedarena train embedder`, declared once: the shared Trainer
+    settings of `TrainSettings` plus the bi-encoder's own (name, type, default, help and
+    command-line spellings). The CLI is generated from these fields and an experiment's
+    `finetune:` block sets them by name, so the two cannot drift apart."""
 
-    `switch`: a bare flag that sets this value (`--cpu` sets device "cpu").
-    `existing_file`: the value (each item of a list) names a file that must exist.
-    """
-
-    __slots__ = ("names", "switch", "existing_file")
-
-    def __init__(self, *names: str, switch: str | None = None,
-                 existing_file: bool = False) -> None:
-        self.names = names
-        self.switch = switch
-        self.existing_file = existing_file
-
-
-ReportTo = Literal["tensorboard", "wandb", "none"]
-
-
-class TrainConfig(BaseModel):
-    """Every setting of `embedarena train embedder`, declared once: name, type, default,
-    help and command-line spellings. The CLI is generated from these fields and an
-    experiment's `finetune:` block sets them by name, so the two cannot drift apart."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: Annotated[str, Flags("-m", "--model_name_or_path")] = Field(
-        description="Base encoder: a local HF/sentence-transformers dir, or `minilm`.")
-    train: Annotated[list[str], Flags("-t", "--train_data", existing_file=True)] = Field(
-        min_length=1, description="Train JSONL {query, pos, neg}. Repeatable.")
-    output_dir: Annotated[str, Flags("--output", "-o")] = Field(
-        description="Output model dir.")
     temperature: float = Field(default=0.02, gt=0, description="InfoNCE temperature.")
     in_batch_negatives: bool = Field(
         default=True, description="Use other queries' passages as negatives.")
@@ -88,132 +69,13 @@ class TrainConfig(BaseModel):
     pooling: Annotated[Literal["cls", "mean"] | None, Flags("--sentence_pooling_method")] = (
         Field(default=None, description="cls | mean (default: the model dir's)."))
     normalize: bool = Field(default=True, description="Unit-length embeddings.")
-    learning_rate: Annotated[float, Flags("--lr")] = Field(
-        default=2e-5, gt=0, description="Learning rate.")
-    epochs: Annotated[float, Flags("--num_train_epochs")] = Field(
-        default=1.0, gt=0, description="Epochs.")
-    max_steps: int = Field(
-        default=-1, ge=-1, description="Stop after this many optimizer steps (-1: by epochs).")
-    batch_size: Annotated[int, Flags("-b", "--per_device_train_batch_size")] = Field(
-        default=16, ge=1, description="Queries per device per step.")
-    warmup_ratio: float = Field(
-        default=0.1, ge=0, lt=1, description="Warm-up share of the steps.")
-    weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay.")
-    fp16: bool = Field(default=False, description="Mixed precision fp16 (GPU).")
-    bf16: bool = Field(default=False, description="Mixed precision bf16 (Ampere+ GPU).")
-    gradient_checkpointing: bool = Field(
-        default=False,
-        description="Recompute activations in the backward pass: less memory, slower steps.")
-    gradient_accumulation_steps: int = Field(
-        default=1, ge=1, description="Accumulate gradients over this many steps.")
     cache_chunk_size: int | None = Field(
         default=None, ge=1, description="Cached (GradCache) loss: encode in chunks of this "
         "size, so a big batch fits a small GPU (one process only).")
-    deepspeed: Annotated[str | None, Flags(existing_file=True)] = Field(
-        default=None, description="DeepSpeed config JSON (passed to the Trainer).")
-    save_steps: int | None = Field(
-        default=None, ge=1, description="Checkpoint every N steps.")
-    save_total_limit: int | None = Field(
-        default=2, ge=1, description="Keep at most N checkpoints.")
-    resume_from_checkpoint: Annotated[str | None, Flags("--resume")] = Field(
-        default=None, description="A checkpoint dir to continue from.")
-    seed: int = Field(
-        default=42, description="Seed (data order, sampling, init of new tokens).")
-    logging_steps: int = Field(default=10, ge=1, description="Log the loss every N steps.")
-    report_to: list[ReportTo] = Field(
-        default_factory=lambda: list[ReportTo](["tensorboard"]),
-        description="tensorboard | wandb | none (comma-separated or repeated).")
-    extend_vocab: bool = Field(
-        default=False,
-        description="Add characters/words the tokenizer maps to [UNK] as new tokens.")
-    vocab_min_count: int = Field(
-        default=1, ge=1,
-        description="With --extend-vocab: add pieces seen at least this often.")
     drop_dense: bool = Field(
         default=False,
         description="Train a model with Dense modules as a bare transformer (FlagEmbedding "
         "does).")
-    dataloader_num_workers: int = Field(
-        default=0, ge=0, description="Data loader worker processes.")
-    device: Annotated[Literal["cpu"] | None, Flags("--cpu", switch="cpu")] = Field(
-        default=None, description="Train on the CPU even with a GPU.")
-    progress: bool = Field(
-        default=True, description="Report progress (the loss in the task line).")
-
-    @classmethod
-    def setting_names(cls) -> list[str]:
-        """Every settable name, in declaration order (experiment files validate against it)."""
-        return list(cls.model_fields)
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _as_config_error(cls, data: Any, handler: ModelWrapValidatorHandler[TrainConfig]
-                         ) -> TrainConfig:
-        """Unknown names and bad values become one `ConfigError` naming the setting, so a
-        typo in an experiment file or script is refused instead of silently ignored."""
-        if isinstance(data, dict):
-            names = cls.setting_names()
-            unknown = sorted(set(data) - set(names))
-            if unknown:
-                hints = [f"{u} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(
-                    u, names, n=1)) else u for u in unknown]
-                raise ConfigError(f"unknown training settings: {', '.join(hints)}; allowed: "
-                                  f"{', '.join(sorted(names))}")
-        try:
-            return handler(data)
-        except ValidationError as e:
-            problems = "; ".join(
-                f"{'.'.join(str(x) for x in err['loc']) or 'settings'}: {err['msg']}"
-                + ("" if err["type"] == "missing" else f" (got {err.get('input')!r})")
-                for err in e.errors())
-            raise ConfigError(f"training settings: {problems}") from None
-
-    @field_validator("model", "output_dir", "deepspeed", "resume_from_checkpoint",
-                     mode="before")
-    @classmethod
-    def _path_as_str(cls, v: Any) -> Any:
-        return os.fspath(v) if isinstance(v, os.PathLike) else v
-
-    @field_validator("train", mode="before")
-    @classmethod
-    def _train_list(cls, v: Any) -> Any:
-        """One file or several; `Path`s welcome."""
-        items = [v] if isinstance(v, (str, os.PathLike)) else v
-        if not isinstance(items, (list, tuple)):
-            return v
-        return [os.fspath(p) if isinstance(p, os.PathLike) else p for p in items]
-
-    @field_validator("report_to", mode="before")
-    @classmethod
-    def _split_report_to(cls, v: Any) -> Any:
-        """`"tensorboard,wandb"` (CLI, YAML) or a list of names."""
-        if not isinstance(v, (str, list, tuple)):
-            return v
-        out: list[Any] = []
-        for item in [v] if isinstance(v, str) else v:
-            if isinstance(item, str):
-                out.extend(r.strip() for r in item.split(",") if r.strip())
-            else:
-                out.append(item)
-        return out
-
-    @model_validator(mode="after")
-    def _consistent(self) -> TrainConfig:
-        if self.fp16 and self.bf16:
-            raise ConfigError("choose one of --fp16 and --bf16")
-        return self
-
-
-@dataclass
-class TrainResult:
-    output_dir: Path
-    global_step: int
-    train_loss: float | None
-    losses: list[tuple[int, float]]
-    vocab_before: dict[str, Any] | None
-    vocab_added: int
-    group_stats: list[str]
-    resumed_from: str | None
 
 
 def freeze_unused(model: Any) -> list[str]:
@@ -263,22 +125,18 @@ def _chunks(batch: dict[str, Any], size: int) -> list[dict[str, Any]]:
 
 
 def _make_trainer_class() -> type:
-    """The Trainer subclass (built lazily: transformers is heavy and optional)."""
-    from transformers import Trainer
+    """The shared `Trainer` subclass with the bi-encoder's loss (built lazily)."""
 
-    class EmbedderTrainer(Trainer):
-        """`Trainer` whose loss is InfoNCE over query/passage groups; saves ST files too."""
+    class EmbedderTrainer(trainer_base()):  # type: ignore[misc]
+        """Loss: InfoNCE over query/passage groups; every save also writes the ST files."""
 
         def __init__(self, *args: Any, loss_fn: Any, pooling: str, normalize: bool,
-                     cache_chunk_size: int | None, st_files: Any, **kwargs: Any) -> None:
+                     cache_chunk_size: int | None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.loss_fn = loss_fn
             self.pooling = pooling
             self.normalize = normalize
             self.cache_chunk_size = cache_chunk_size
-            self.st_files = st_files
-            # Our loss is already a per-batch mean; never rescale it by token counts.
-            self.model_accepts_loss_kwargs = False
             self.masked_total = 0
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
@@ -348,129 +206,24 @@ def _make_trainer_class() -> type:
             out.register_hook(lambda g: replay(g))
             return out
 
-        def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
-            super()._save(output_dir, state_dict)
-            self.st_files(Path(str(output_dir or self.args.output_dir)))
-
     return EmbedderTrainer
-
-
-def _world_rank() -> tuple[int, int]:
-    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-
-
-def _progress_callback(reporter: progress.Progress) -> Any:
-    from transformers import TrainerCallback
-
-    class TaskProgress(TrainerCallback):
-        """One progress task for the run (main process only), with the epoch and latest loss."""
-
-        def __init__(self) -> None:
-            self.task: progress.Task | None = None
-            self.loss: float | None = None
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if state.is_world_process_zero:
-                self.task = reporter.task("train", total=state.max_steps,
-                                          completed=state.global_step)
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if self.task is not None:
-                desc = f"train (epoch {state.epoch:.2f}" + (
-                    f", loss {self.loss:.4f})" if self.loss is not None else ")")
-                self.task.update(completed=state.global_step, description=desc)
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
-                   **kw: Any) -> None:
-            if logs and "loss" in logs:
-                self.loss = float(logs["loss"])
-
-        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.close()
-
-        def close(self) -> None:
-            """Also called when training fails, so no half-drawn bar stays behind."""
-            if self.task is not None:
-                self.task.close()
-                self.task = None
-
-    return TaskProgress()
-
-
-def _epoch_callback(dataset: Any) -> Any:
-    from transformers import TrainerCallback
-
-    class EpochSeed(TrainerCallback):
-        def on_epoch_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            dataset.set_epoch(int(math.floor((state.epoch or 0.0) + 1e-6)))
-
-    return EpochSeed()
 
 
 #: Settings our own code consumes (model, data, loss, pooling, output files, resume point).
 #: Every other setting must have an entry in `trainer_arguments`; a test checks that the two
 #: together are exactly the fields, so a new setting cannot silently miss the Trainer.
-OWN_SETTINGS = frozenset({
-    "model", "train", "temperature", "in_batch_negatives", "cross_device_negatives",
-    "mask_false_negatives", "train_group_size", "query_max_len", "passage_max_len",
-    "query_instruction", "pooling", "normalize", "cache_chunk_size", "resume_from_checkpoint",
-    "extend_vocab", "vocab_min_count", "drop_dense", "progress",
-})
-#: `TrainingArguments` our loop needs whatever the settings: batches are dicts of our own,
-#: there are no labels, progress goes through `embedarena.progress`, the pooler is frozen.
-FIXED_TRAINER_ARGUMENTS: dict[str, Any] = {
-    "remove_unused_columns": False, "label_names": [], "disable_tqdm": True,
-    "ddp_find_unused_parameters": False,
+OWN_SETTINGS = SHARED_OWN_SETTINGS | {
+    "temperature", "in_batch_negatives", "cross_device_negatives", "mask_false_negatives",
+    "train_group_size", "query_max_len", "passage_max_len", "query_instruction", "pooling",
+    "normalize", "cache_chunk_size", "drop_dense",
 }
-
-
-def trainer_arguments(cfg: TrainConfig, cuda: bool) -> dict[str, dict[str, Any]]:
-    """Each Trainer-bound setting -> the `TrainingArguments` keywords it becomes
-    (transformers 5 names). Explicit rather than filtered against the installed signature:
-    a renamed argument then fails in a test instead of being dropped without a word."""
-    report_to = [r for r in cfg.report_to if r != "none"]
-    return {
-        "output_dir": {"output_dir": cfg.output_dir},
-        "learning_rate": {"learning_rate": cfg.learning_rate},
-        "epochs": {"num_train_epochs": cfg.epochs},
-        "max_steps": {"max_steps": cfg.max_steps},
-        "batch_size": {"per_device_train_batch_size": cfg.batch_size},
-        # transformers 5 dropped warmup_ratio: a warmup_steps float below 1 is the ratio.
-        "warmup_ratio": {"warmup_steps": cfg.warmup_ratio},
-        "weight_decay": {"weight_decay": cfg.weight_decay},
-        "fp16": {"fp16": cfg.fp16},
-        "bf16": {"bf16": cfg.bf16},
-        "gradient_checkpointing": {"gradient_checkpointing": cfg.gradient_checkpointing,
-                                   "gradient_checkpointing_kwargs": {"use_reentrant": False}
-                                   if cfg.gradient_checkpointing else None},
-        "gradient_accumulation_steps": {
-            "gradient_accumulation_steps": cfg.gradient_accumulation_steps},
-        "deepspeed": {"deepspeed": cfg.deepspeed},
-        "save_steps": {"save_strategy": "steps" if cfg.save_steps else "no",
-                       "save_steps": cfg.save_steps or 500},
-        "save_total_limit": {"save_total_limit": cfg.save_total_limit},
-        "seed": {"seed": cfg.seed, "data_seed": cfg.seed},
-        "logging_steps": {"logging_steps": cfg.logging_steps},
-        "report_to": {"report_to": report_to or "none"},
-        "dataloader_num_workers": {"dataloader_num_workers": cfg.dataloader_num_workers},
-        "device": {"use_cpu": cfg.device == "cpu",
-                   "dataloader_pin_memory": cuda and cfg.device != "cpu"},
-    }
 
 
 def load_training_data(paths: list[str]) -> tuple[list[Any], list[str]]:
     """Every train JSONL, concatenated, with one load summary line per file."""
-    from embedarena.data.readers import load_train_with_report
+    from embedarena.training.data import load_train_files
 
-    examples: list[Any] = []
-    notes: list[str] = []
-    for p in paths:
-        ex, report = load_train_with_report(p)
-        examples.extend(ex)
-        notes.append(report.summary())
-    if not examples:
-        raise ConfigError("no training examples")
-    return examples, notes
+    return load_train_files(paths)
 
 
 def train_embedder(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> TrainResult:
@@ -480,47 +233,19 @@ def train_embedder(cfg: TrainConfig, log: Callable[[str], None] | None = None) -
     `embedarena.progress` (which also gets the training task), main process only; under
     torchrun every process runs this function and the Trainer coordinates.
     """
-    if "wandb" in cfg.report_to:
-        import importlib.util
+    require_training_stack(cfg)
+    from transformers import AutoModel, AutoTokenizer
 
-        if importlib.util.find_spec("wandb") is None:
-            raise ConfigError("--report-to wandb needs the wandb package (pip install "
-                              "wandb); TensorBoard logging needs nothing extra")
-    try:
-        import torch
-        import transformers
-        from transformers import (
-            AutoModel,
-            AutoTokenizer,
-            PrinterCallback,
-            ProgressCallback,
-            TrainingArguments,
-        )
-    except ImportError as e:
-        raise MissingExtraError(e.name or "transformers", "train") from None
-    if int(transformers.__version__.split(".")[0]) < 5:
-        raise ConfigError(f"training needs transformers 5 or newer (found "
-                          f"{transformers.__version__}): pip install -U 'transformers>=5'")
+    from embedarena import progress
     from embedarena.embedders.hf import resolve_model_dir
     from embedarena.training.data import GroupCollator, GroupDataset
     from embedarena.training.losses import InfoNCELoss
-    from embedarena.training.vocab import extend_vocab, new_tokens_for, vocab_report
 
-    world, rank = _world_rank()
-    if cfg.cache_chunk_size and world > 1:
+    if cfg.cache_chunk_size and world_rank()[0] > 1:
         raise ConfigError("the cached (GradCache) loss runs in one process; under torchrun use "
                           "cross-device negatives and gradient accumulation instead")
-
     reporter = progress.current()
-
-    def say(msg: str, level: progress.Level = "info") -> None:
-        if rank != 0:
-            return
-        if log is not None:
-            log(f"warning: {msg}" if level == "warning" else msg)
-        else:
-            reporter.note(msg, level=level)
-
+    say = notifier(log, reporter)
     base = resolve_model_dir(cfg.model)
     layout = read_layout(base)
     if layout.dense and not cfg.drop_dense:
@@ -532,8 +257,6 @@ def train_embedder(cfg: TrainConfig, log: Callable[[str], None] | None = None) -
     examples, notes = load_training_data(cfg.train)
     for n in notes:
         say(n)
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()  # our progress task is the only one
     try:
         tok = AutoTokenizer.from_pretrained(layout.transformer_dir, local_files_only=True)
         model = AutoModel.from_pretrained(layout.transformer_dir, local_files_only=True)
@@ -542,30 +265,8 @@ def train_embedder(cfg: TrainConfig, log: Callable[[str], None] | None = None) -
     freeze_unused(model)
     texts = list(dict.fromkeys([ex.query for ex in examples]
                                + [t for ex in examples for t in (*ex.pos, *ex.neg)]))
-    report = vocab_report(tok, texts)
-    vocab_before = {"tokens": report.tokens, "unknown": report.unknown,
-                    "share": round(report.share, 4)}
-    say("vocabulary: " + report.summary())
-    added = 0
-    resuming = cfg.resume_from_checkpoint is not None
-    if report.blind and not cfg.extend_vocab and not resuming:
-        say(f"{report.share:.0%} of the training text is unknown to this model's tokenizer, "
-            "so it cannot tell those texts apart; pass --extend-vocab to add the missing "
-            "characters/words as new tokens, or pick a model for this language", "warning")
-    if cfg.extend_vocab and not resuming:
-        new = new_tokens_for(report, min_count=cfg.vocab_min_count)
-        res = extend_vocab(model, tok, new, seed=cfg.seed)
-        added = len(res.added)
-        after = vocab_report(tok, texts)
-        say(f"extended the vocabulary by {added} tokens ({res.from_subwords} initialised "
-            f"from their subwords, {res.from_mean} from the embedding mean); unknown now "
-            f"{after.share:.1%}")
-    elif resuming:
-        ckpt = Path(cfg.resume_from_checkpoint or "")
-        if (ckpt / "tokenizer.json").is_file() or (ckpt / "vocab.txt").is_file():
-            tok = AutoTokenizer.from_pretrained(ckpt, local_files_only=True)
-            if len(tok) > model.get_input_embeddings().weight.shape[0]:  # extended vocab
-                model.resize_token_embeddings(len(tok), mean_resizing=False)
+    vocab = check_vocab(model, tok, texts, cfg, say)
+    tok = vocab.tokenizer
     dataset = GroupDataset(examples, cfg.train_group_size, cfg.seed)
     for line in dataset.stats.lines():
         say(line)
@@ -573,49 +274,22 @@ def train_embedder(cfg: TrainConfig, log: Callable[[str], None] | None = None) -
     loss_fn = InfoNCELoss(cfg.temperature, cfg.in_batch_negatives, cfg.cross_device_negatives,
                           cfg.mask_false_negatives)
     hidden = int(model.config.hidden_size)
-    meta = {"base_model": str(base), "config": cfg.model_dump(mode="json"), "pooling": pooling,
-            "normalize": cfg.normalize, "vocab_before": vocab_before, "vocab_added": added,
-            "training_rows": len(examples), "transformers": transformers.__version__,
-            "torch": torch.__version__, "world_size": world}
+    meta = {**base_meta(base, cfg, vocab, len(examples)), "pooling": pooling,
+            "normalize": cfg.normalize}
 
     def st_files(d: Path) -> None:
         write_st_files(d, hidden, pooling, cfg.normalize, cfg.passage_max_len,
                        cfg.query_instruction)
-        (d / TRAINING_META).write_text(json.dumps(meta, indent=2, ensure_ascii=False,
-                                                  default=str), encoding="utf-8")
+        write_meta(d, meta)
 
-    targs = dict(FIXED_TRAINER_ARGUMENTS)
-    for keywords in trainer_arguments(cfg, cuda=torch.cuda.is_available()).values():
-        targs.update(keywords)
-    try:
-        args = TrainingArguments(**targs)
-    except (ValueError, ImportError) as e:
-        raise ConfigError(f"training arguments: {e}") from None
-    trainer_cls = _make_trainer_class()
-    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                          processing_class=tok, loss_fn=loss_fn, pooling=pooling,
-                          normalize=cfg.normalize, cache_chunk_size=cfg.cache_chunk_size,
-                          st_files=st_files)
-    trainer.remove_callback(ProgressCallback)
-    trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(_epoch_callback(dataset))
-    task = _progress_callback(reporter) if cfg.progress else None
-    if task is not None:
-        trainer.add_callback(task)
-    try:
-        result = trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
-    except torch.OutOfMemoryError:
-        raise EmbedderError("out of GPU memory: lower --batch-size or --passage-max-len, or "
-                            "use --cache-chunk-size (GradCache) or --gradient-checkpointing") \
-            from None
-    finally:
-        if task is not None:
-            task.close()
-    trainer.save_model(str(out))
-    if trainer.is_world_process_zero():
-        trainer.state.save_to_json(str(out / "trainer_state.json"))
-    losses = [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history
-              if "loss" in h]
+    trainer = _make_trainer_class()(
+        model=model, args=training_arguments(cfg), train_dataset=dataset,
+        data_collator=collator, processing_class=tok, write_files=st_files, loss_fn=loss_fn,
+        pooling=pooling, normalize=cfg.normalize, cache_chunk_size=cfg.cache_chunk_size)
+    result = fit(trainer, cfg, reporter,
+                 oom_hint="lower --batch-size or --passage-max-len, or use --cache-chunk-size "
+                 "(GradCache) or --gradient-checkpointing")
+    losses = save_final(trainer, out)
     return TrainResult(out, trainer.state.global_step, getattr(result, "training_loss", None),
-                       losses, vocab_before, added, dataset.stats.lines(),
+                       losses, vocab.before, vocab.added, dataset.stats.lines(),
                        cfg.resume_from_checkpoint)

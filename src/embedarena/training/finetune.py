@@ -13,6 +13,12 @@ models:
       train_group_size: 4
 ```
 
+`kind: reranker` trains a cross-encoder instead (`embedarena train reranker`: `loss`,
+`train_group_size`, `max_len`, ...), from a reranker dir or any encoder dir (`minilm`); it is
+written inside a two-stage entry, or flat with `retriever:`/`top_n:` beside `finetune:`
+(see `embedarena.experiment`), and mining defaults to the two-stage row's retriever, so the
+negatives are the candidates the reranker will see.
+
 The entry is parsed once into a `FinetuneSpec`; the experiment adds its base model when the
 list does not have it, so the comparison is base vs fine-tuned. At run time the arena calls
 `FinetuneSpec.materialize`, which trains when needed and returns the `hf` spec of the trained
@@ -23,6 +29,7 @@ built before; any change trains a new one beside it.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import hashlib
 import json
@@ -41,8 +48,10 @@ from pydantic import (
 
 from embedarena.embedders.hf import HFSpec
 from embedarena.embedders.registry import parse_embedder_spec
+from embedarena.embedders.reranker import RerankerSpec, looks_like_cross_encoder
+from embedarena.errors import ConfigError
 from embedarena.names import slug
-from embedarena.specs import ModelSpec, register_spec
+from embedarena.specs import ModelSpec, parse_spec, register_spec
 
 #: Marker written last, so a crashed training is never mistaken for a finished one.
 COMPLETE = ".complete"
@@ -52,8 +61,15 @@ _PLANNED = {"model", "train", "output_dir", "resume_from_checkpoint", "progress"
 _MINE_PLANNED = {"cache", "index_prefix"}
 
 
-def train_setting_names() -> list[str]:
+Kind = Literal["embedder", "reranker"]
+
+
+def train_setting_names(kind: Kind = "embedder") -> list[str]:
     """Training settings a `finetune:` entry may set (the rest is planned)."""
+    if kind == "reranker":
+        from embedarena.training.reranker import RerankerConfig
+
+        return sorted(set(RerankerConfig.setting_names()) - _PLANNED)
     from embedarena.training.embedder import TrainConfig
 
     return sorted(set(TrainConfig.setting_names()) - _PLANNED)
@@ -84,15 +100,21 @@ class FinetuneSettings(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    base: HFSpec
+    kind: Kind = "embedder"
+    base: HFSpec | RerankerSpec
     train: list[Path] = Field(min_length=1)
     mine: dict[str, Any] | None = None
 
     @field_validator("base", mode="before")
     @classmethod
-    def _base(cls, v: Any) -> Any:
-        spec = parse_embedder_spec(v)
-        if not isinstance(spec, HFSpec):
+    def _base(cls, v: Any, info: ValidationInfo) -> Any:
+        if (info.data.get("kind") == "reranker" and isinstance(v, str)
+                and not v.startswith(("hf:", "reranker:")) and v != "minilm"):
+            # a bare path: a cross-encoder dir keeps its head; an encoder dir gets a new one
+            v = f"reranker:{v}" if looks_like_cross_encoder(v) else f"hf:{v}"
+        spec = (parse_spec(v, allowed=(HFSpec, RerankerSpec))
+                if info.data.get("kind") == "reranker" else parse_embedder_spec(v))
+        if not isinstance(spec, HFSpec | RerankerSpec):
             raise ValueError(f"only hf models can be fine-tuned, not '{spec.type}'")
         return spec
 
@@ -129,10 +151,14 @@ class FinetuneSettings(BaseModel):
 
     @model_validator(mode="after")
     def _train_args(self) -> FinetuneSettings:
-        bad = set(self.train_args) - set(train_setting_names())
+        if self.kind == "embedder" and isinstance(self.base, RerankerSpec):
+            raise ValueError("an embedder is fine-tuned from an hf model, not a reranker "
+                             "(kind: reranker trains cross-encoders)")
+        allowed = train_setting_names(self.kind)
+        bad = set(self.train_args) - set(allowed)
         if bad:
-            raise ValueError(f"unknown finetune settings {sorted(bad)}; allowed: base, train, "
-                             f"mine, {', '.join(train_setting_names())}")
+            raise ValueError(f"unknown finetune settings {sorted(bad)}; allowed: kind, base, "
+                             f"train, mine, {', '.join(allowed)}")
         return self
 
     @property
@@ -158,32 +184,56 @@ class FinetuneSpec(ModelSpec):
     def _default_name(cls, data: Any) -> Any:
         if isinstance(data, dict) and not data.get("name") and isinstance(
                 data.get("finetune"), dict) and data["finetune"].get("base") is not None:
-            base = parse_embedder_spec(data["finetune"]["base"])
-            data = {**data, "name": f"{base.name}-ft"}
+            base = data["finetune"]["base"]
+            name = (str(base).rstrip("/").rsplit("/", 1)[-1].removeprefix("reranker:")
+                    if data["finetune"].get("kind") == "reranker" and isinstance(base, str)
+                    else parse_embedder_spec(base).name)
+            data = {**data, "name": f"{name}-ft"}
         return data
 
     @model_validator(mode="after")
-    def _hf_extras(self) -> FinetuneSpec:
-        allowed = set(HFSpec.allowed_keys()) - {"name", "type", "path"}
-        bad = set(self.hf_settings) - allowed
+    def _extras(self) -> FinetuneSpec:
+        target = self.target_class
+        allowed = set(target.allowed_keys()) - {"name", "type", "path"}
+        bad = set(self.model_settings) - allowed
         if bad:
             raise ValueError(f"unknown settings {sorted(bad)} beside finetune (they go to the "
-                             f"fine-tuned hf model); allowed: {', '.join(sorted(allowed))}")
+                             f"fine-tuned {target.type_name()} model); allowed: "
+                             f"{', '.join(sorted(allowed))}")
         return self
 
     @property
-    def hf_settings(self) -> dict[str, Any]:
+    def target_class(self) -> builtins.type[HFSpec] | builtins.type[RerankerSpec]:
+        """What the trained model becomes: an `hf` embedder or a `reranker`."""
+        return RerankerSpec if self.finetune.kind == "reranker" else HFSpec
+
+    @property
+    def model_settings(self) -> dict[str, Any]:
+        """The entry's other keys: settings of the resulting model."""
         return dict(self.__pydantic_extra__ or {})
 
     @property
-    def base(self) -> HFSpec:
+    def base(self) -> HFSpec | RerankerSpec:
         return self.finetune.base
 
-    def materialize(self, out_root: Path, *, train: bool = True,
-                    log: Callable[[str], None] = lambda _: None) -> HFSpec:
-        """The `hf` spec of the trained model, training it first when `train` and it is not
-        there yet (with `train=False` the path may not exist: the entry is not run)."""
-        plan = plan_finetune(self, out_root)
+    def implied(self, names: set[str]) -> tuple[list[tuple[ModelSpec, str]], ModelSpec]:
+        """An embedder fine-tune brings its base to compare against (a reranker's base is
+        compared through two-stage rows, not as an entry)."""
+        if self.finetune.kind == "reranker" or self.base.name in names:
+            return [], self
+        return [(self.base, "base model")], self
+
+    def materialize(self, out_root: Path | None, *, train: bool = True,
+                    log: Callable[[str], None] = lambda _: None,
+                    mine_model: ModelSpec | None = None, **_: Any) -> HFSpec | RerankerSpec:
+        """The spec of the trained model (`hf`, or `reranker` for kind reranker), training it
+        first when `train` and it is not there yet (with `train=False` the path may not exist:
+        the entry is not run). `mine_model` is the mining model when `mine` names none (a
+        two-stage row passes its retriever)."""
+        if out_root is None:
+            raise ConfigError(f"model '{self.name}' is trained into a folder: give the "
+                              "experiment an output folder (out)")
+        plan = plan_finetune(self, out_root, mine_model)
         if train:
             run_finetune(plan, log=log)
         return plan.spec()
@@ -194,6 +244,7 @@ class FinetunePlan:
     entry: FinetuneSpec
     out_dir: Path
     key: str
+    mine_model: ModelSpec | None = None
 
     @property
     def name(self) -> str:
@@ -211,10 +262,10 @@ class FinetunePlan:
     def done(self) -> bool:
         return (self.out_dir / COMPLETE).is_file()
 
-    def spec(self) -> HFSpec:
-        """The `hf` model entry the fine-tuned model becomes."""
-        return HFSpec.model_validate({**self.entry.hf_settings, "name": self.name,
-                                      "path": str(self.model_dir)})
+    def spec(self) -> HFSpec | RerankerSpec:
+        """The `hf` (or `reranker`) model entry the fine-tuned model becomes."""
+        return self.entry.target_class.model_validate({
+            **self.entry.model_settings, "name": self.name, "path": str(self.model_dir)})
 
 
 def _file_sha(path: Path) -> str:
@@ -225,26 +276,45 @@ def _file_sha(path: Path) -> str:
     return h.hexdigest()
 
 
-def plan_finetune(entry: FinetuneSpec, out_root: Path) -> FinetunePlan:
-    """Decide the entry's output dir from everything that shapes the model (nothing is
-    trained here)."""
+def _base_fingerprint(base: HFSpec | RerankerSpec) -> str:
+    if isinstance(base, RerankerSpec):
+        from embedarena.embedders.reranker import create_reranker
+
+        return create_reranker(base).fingerprint
     from embedarena.embedders.registry import create_embedder
 
+    return create_embedder(base).fingerprint
+
+
+def plan_finetune(entry: FinetuneSpec, out_root: Path,
+                  mine_model: ModelSpec | None = None) -> FinetunePlan:
+    """Decide the entry's output dir from everything that shapes the model (nothing is
+    trained here)."""
     ft = entry.finetune
     mine = ft.mine
-    fingerprint = create_embedder(ft.base).fingerprint
-    payload = {
-        "base": fingerprint, "base_settings": ft.base.public_dict(),
+    if mine is not None and "model" not in mine:
+        if mine_model is None and ft.kind == "reranker":
+            raise ConfigError(f"model '{entry.name}': finetune.mine needs a model (a "
+                              "cross-encoder cannot search); inside a two-stage row it "
+                              "defaults to the retriever")
+        if mine_model is not None:
+            mine = {**mine, "model": mine_model}
+    payload: dict[str, Any] = {
+        "base": _base_fingerprint(ft.base), "base_settings": ft.base.public_dict(),
         "train": [_file_sha(p) for p in ft.train],
         "pool": _file_sha(Path(mine["candidate_pool"])) if mine and mine.get("candidate_pool")
         else None,
         "mine": {k: v for k, v in (mine or {}).items() if k != "candidate_pool"} or None,
         "args": ft.train_args,
     }
+    if ft.kind == "reranker":  # embedder keys stay as they were (reused models stay reused)
+        payload["kind"] = "reranker"
+        if mine is not None and isinstance(mine.get("model"), ModelSpec):
+            payload["mine"] = {**payload["mine"], "model": mine["model"].public_dict()}
     key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str,
                                     ensure_ascii=False).encode()).hexdigest()[:12]
     return FinetunePlan(entry, out_root / "finetune" / f"{slug(entry.name, 'model')}-{key}",
-                        key)
+                        key, mine_model=mine.get("model") if mine else None)
 
 
 def run_finetune(plan: FinetunePlan, log: Callable[[str], None] = lambda _: None) -> Path:
@@ -253,7 +323,6 @@ def run_finetune(plan: FinetunePlan, log: Callable[[str], None] = lambda _: None
         log(f"{plan.name}: reusing the fine-tuned model in {plan.model_dir}")
         return plan.model_dir
     from embedarena.data.readers import load_train, write_jsonl
-    from embedarena.training.embedder import TrainConfig, train_embedder
     from embedarena.training.mining import MineConfig, load_pool, mine, parse_range
 
     ft = plan.entry.finetune
@@ -264,13 +333,13 @@ def run_finetune(plan: FinetunePlan, log: Callable[[str], None] = lambda _: None
         m = dict(ft.mine)
         if "range_for_sampling" in m:
             m["range_for_sampling"] = parse_range(m["range_for_sampling"])
-        m.setdefault("model", ft.base)
+        m.setdefault("model", plan.mine_model or ft.base)
         m.setdefault("query_instruction", args.get("query_instruction", ""))
         cfg = MineConfig(**m)
         rows = [ex for p in ft.train for ex in load_train(p)]
         pool = load_pool(cfg.candidate_pool) if cfg.candidate_pool else None
-        log(f"{plan.name}: mining hard negatives for {len(rows)} rows with "
-            f"{plan.base_name} …")
+        who = getattr(cfg.model, "name", cfg.model)
+        log(f"{plan.name}: mining hard negatives for {len(rows)} rows with {who} …")
         mined, stats = mine(rows, cfg, pool)
         mined_path = plan.out_dir / "train.mined.jsonl"
         write_jsonl(mined_path, mined)
@@ -280,10 +349,17 @@ def run_finetune(plan: FinetunePlan, log: Callable[[str], None] = lambda _: None
         train_files = [str(mined_path)]
     if isinstance(args.get("report_to"), str):
         args["report_to"] = [r.strip() for r in args["report_to"].split(",") if r.strip()]
-    cfg_t = TrainConfig(model=ft.base.path, train=train_files,
-                        output_dir=str(plan.model_dir), **args)
-    log(f"{plan.name}: training from {plan.base_name} …")
-    res = train_embedder(cfg_t, log=log)
+    log(f"{plan.name}: training {ft.kind} from {plan.base_name} …")
+    if ft.kind == "reranker":
+        from embedarena.training.reranker import RerankerConfig, train_reranker
+
+        res = train_reranker(RerankerConfig(model=ft.base.path, train=train_files,
+                                            output_dir=str(plan.model_dir), **args), log=log)
+    else:
+        from embedarena.training.embedder import TrainConfig, train_embedder
+
+        res = train_embedder(TrainConfig(model=ft.base.path, train=train_files,
+                                         output_dir=str(plan.model_dir), **args), log=log)
     (plan.out_dir / "plan.json").write_text(json.dumps({
         "name": plan.name, "key": plan.key, "base": ft.base.public_dict(),
         "train": train_files, "mine": ft.mine, "args": ft.train_args,

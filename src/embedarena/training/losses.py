@@ -1,4 +1,6 @@
-"""InfoNCE for bi-encoders, with in-batch false-negative masking and cross-device negatives.
+"""Losses: InfoNCE for bi-encoders; listwise and pointwise losses for cross-encoders.
+
+InfoNCE comes with in-batch false-negative masking and cross-device negatives.
 
 Scores are `q · p / temperature` over the group's passages (or over every passage in the batch
 with in-batch negatives, and over every device's passages with cross-device negatives). A
@@ -10,10 +12,16 @@ Cross-device negatives gather passages from every process *with gradient*: the b
 gather sums each process's gradient for a passage and hands it back to the process that
 encoded it. Each process's loss is the mean over its own queries and DDP averages gradients
 over processes, so the update equals the one-process update on the concatenated batch.
+
+Cross-encoder losses take one logit per (query, passage) pair and say what a *constant*
+score would cost (`constant_loss`): the training-health check compares the running loss with
+it, since a model that scores every candidate alike has learned nothing.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -131,3 +139,66 @@ class InfoNCELoss(nn.Module):
         self.last_masked = int(false_neg.sum().item())
         scores = (scores / self.temperature).masked_fill(false_neg, torch.finfo(scores.dtype).min)
         return nn.functional.cross_entropy(scores, target)
+
+
+# -- cross-encoders ----------------------------------------------------------------------------
+class GroupCELoss(nn.Module):
+    """FlagEmbedding's reranker loss: softmax cross-entropy over each query's group of
+    `group_size` pair logits, the positive first (listwise; scores are raw logits)."""
+
+    def __init__(self, group_size: int) -> None:
+        super().__init__()
+        if group_size < 2:
+            raise ValueError("group cross-entropy needs a negative (group size >= 2)")
+        self.group_size = group_size
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        if logits.shape[0] % self.group_size:
+            raise ValueError(f"{logits.shape[0]} scores are not groups of {self.group_size}")
+        scores = logits.float().view(-1, self.group_size)
+        target = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)
+        return nn.functional.cross_entropy(scores, target)
+
+    def constant_loss(self, targets: Sequence[float] | None = None) -> float:
+        """Equal scores make the softmax uniform: ln(G)."""
+        return math.log(self.group_size)
+
+
+class PointwiseBCELoss(nn.Module):
+    """RAG-Retrieval's "classification": binary cross-entropy on the logit of each pair
+    against its target (1 positive, 0 negative, or a mapped grade); predictions are
+    sigmoid(logit) in 0..1."""
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        if targets is None:
+            raise ValueError("the pointwise loss needs a target per pair")
+        return nn.functional.binary_cross_entropy_with_logits(logits.float().view(-1),
+                                                              targets.float().view(-1))
+
+    def constant_loss(self, targets: Sequence[float] | None = None) -> float:
+        """The best constant score predicts the mean target m: loss = the entropy of m."""
+        m = sum(targets) / len(targets) if targets else 0.0
+        if m <= 0.0 or m >= 1.0:
+            return 0.0
+        return -(m * math.log(m) + (1 - m) * math.log(1 - m))
+
+
+class PointwiseMSELoss(nn.Module):
+    """RAG-Retrieval's "regression": mean squared error between sigmoid(logit) and the
+    mapped grade. On the sigmoid, not the raw logit, because the targets live in 0..1 (3 → 1,
+    0 → 0.25): the prediction is then directly a score on the label scale, its gradient
+    vanishes for confidently right pairs instead of pushing logits without bound, and
+    inference stays what the seed's users do, sigmoid(logit)."""
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        if targets is None:
+            raise ValueError("the pointwise loss needs a target per pair")
+        return nn.functional.mse_loss(torch.sigmoid(logits.float().view(-1)),
+                                      targets.float().view(-1))
+
+    def constant_loss(self, targets: Sequence[float] | None = None) -> float:
+        """The best constant predicts the mean target: loss = the targets' variance."""
+        if not targets:
+            return 0.0
+        m = sum(targets) / len(targets)
+        return sum((t - m) ** 2 for t in targets) / len(targets)

@@ -162,6 +162,9 @@ class SetReport:
     label_k: int
     confusions: list[ConfusionRow]
     notes: list[str] = field(default_factory=list)
+    stages: list[PairedComparison] = field(default_factory=list)
+    """Each two-stage row against its own retriever (per-query win/loss: where the reranker
+    helped and where it hurt)."""
 
     @property
     def all_wrong(self) -> list[QueryRow]:
@@ -333,22 +336,35 @@ def _curves(entry: Entry, curve_k: int) -> dict[str, list[float]]:
 
 def _significance(entries: dict[str, Entry], models: list[str], baseline: str,
                   key_specs: list[MetricSpec], options: ReportOptions) -> list[PairedComparison]:
-    base = entries[baseline]
-    base_keys = query_keys(base.metrics.qids)
+    return _paired(entries, [(baseline, m) for m in models if m != baseline], key_specs,
+                   options)
+
+
+def _stages(entries: dict[str, Entry], models: list[str], key_specs: list[MetricSpec],
+            options: ReportOptions) -> list[PairedComparison]:
+    """Two-stage rows (their run names a `retriever`) against that retriever's run."""
+    pairs = [(str(entries[m].run.meta["retriever"]), m) for m in models
+             if entries[m].run.meta.get("retriever") in entries]
+    return _paired(entries, pairs, key_specs, options)
+
+
+def _paired(entries: dict[str, Entry], pairs: list[tuple[str, str]],
+            key_specs: list[MetricSpec], options: ReportOptions) -> list[PairedComparison]:
+    """Paired tests (a, b) per key metric over the queries both were scored on; Holm within
+    each metric's family."""
     out: list[PairedComparison] = []
     for spec in key_specs:
         family = []
-        base_vals = dict(zip(base_keys, base.metrics.per_query(spec), strict=True))
-        for m in models:
-            if m == baseline:
-                continue
-            e = entries[m]
+        for a_name, b_name in pairs:
+            base, e = entries[a_name], entries[b_name]
+            base_keys = query_keys(base.metrics.qids)
+            base_vals = dict(zip(base_keys, base.metrics.per_query(spec), strict=True))
             vals = dict(zip(query_keys(e.metrics.qids), e.metrics.per_query(spec), strict=True))
             common = [k for k in base_keys if k in vals
                       and not math.isnan(base_vals[k]) and not math.isnan(vals[k])]
             a = np.array([base_vals[k] for k in common], dtype=np.float64)
             b = np.array([vals[k] for k in common], dtype=np.float64)
-            family.append(compare_paired(baseline, m, str(spec), a, b,
+            family.append(compare_paired(a_name, b_name, str(spec), a, b,
                                          n_resamples=options.resamples,
                                          confidence=options.confidence, seed=options.seed))
         apply_holm(family)
@@ -455,7 +471,8 @@ def _set_report(name: str, entries: dict[str, Entry], models: list[str],
         curves={m: _curves(entries[m], curve_k) for m in models}, curve_k=curve_k,
         significance=significance, rows=_rows(entries, models, primary, detail_k),
         labels=_labels(entries, models, k), label_k=k,
-        confusions=_confusions(entries, models), notes=notes)
+        confusions=_confusions(entries, models), notes=notes,
+        stages=_stages(entries, models, key_specs, options) if n_queries else [])
 
 
 # --- settings (reproducibility) ----------------------------------------------------------

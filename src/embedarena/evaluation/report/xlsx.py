@@ -143,7 +143,7 @@ def _significance(ws: Worksheet, report: Report) -> None:
     rows: list[list[Any]] = []
     percent: list[bool] = []
     for s in report.sets:
-        for t in s.significance:
+        for t in [*s.significance, *s.stages]:  # two-stage rows: "baseline" = their retriever
             pct = _percent(t.metric)
             scale = 100.0 if pct else 1.0  # differences of percentages in percentage points
             rows.append([s.name, t.model, t.baseline, t.metric, t.n, t.baseline_mean,

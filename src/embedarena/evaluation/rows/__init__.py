@@ -19,10 +19,12 @@ from embedarena.evaluation.rows.base import (
 from embedarena.evaluation.rows.bm25 import BM25Row
 from embedarena.evaluation.rows.dense import DenseRow
 from embedarena.evaluation.rows.hybrid import HybridRow, HybridSpec
+from embedarena.evaluation.rows.two_stage import TwoStageRow, TwoStageSpec
 from embedarena.specs import ModelSpec, parse_spec, spec_types
 
 __all__ = ["BM25Row", "DenseRow", "HybridRow", "HybridSpec", "IndexedRow", "Row",
-           "RowContext", "create_row", "parse_row_spec", "register_row", "row_types"]
+           "RowContext", "TwoStageRow", "TwoStageSpec", "create_row", "parse_row_spec",
+           "register_row", "row_types"]
 
 
 def _load() -> None:

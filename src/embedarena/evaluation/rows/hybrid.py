@@ -72,6 +72,11 @@ class HybridSpec(ModelSpec):
     def depends_on(self) -> list[str]:
         return list(self.hybrid)
 
+    def check_dependency(self, dep: ModelSpec) -> None:
+        if isinstance(dep, HybridSpec):
+            raise ValueError(f"model '{self.name}': member '{dep.name}' is itself a hybrid; "
+                             "list its members instead")
+
     def fusion_params(self) -> FusionParams:
         """The `FusionParams` this entry asks for."""
         return FusionParams(self.fusion, self.k,
