@@ -96,7 +96,7 @@ def main() -> None:
     exp = ea.Experiment(
         name=f"rerank-{args.dataset}", corpus={"dataset": args.dataset},
         queries=[{"path": out / "test.jsonl", "name": "held-out"}],
-        metrics=["precise@1", "precise@5", "hit@10", "mrr@10", "map@30", "ndcg@10"],
+        metrics=["hit@1", "precise@5", "hit@10", "mrr@10", "map@30", "ndcg@10"],
         index={"prefix": f"embedarena-ev-{args.dataset}-"},
         models=[retriever,
                 {"name": f"{r_name}+start", "retriever": r_name, "top_n": args.top_n,
@@ -104,7 +104,7 @@ def main() -> None:
                 {"name": f"{r_name}+ft", "retriever": r_name, "top_n": args.top_n,
                  "max_length": args.max_len, "finetune": finetune}],
         report={"baseline": r_name, "formats": ["md", "xlsx"],
-                "key_metrics": ["mrr@10", "map@30", "precise@1"]},
+                "key_metrics": ["mrr@10", "map@30", "precise@5"]},
         out=out / "runs")
     t0 = time.monotonic()
     from embedarena.cli.progress import CliProgress
@@ -121,7 +121,7 @@ def main() -> None:
           f"{args.seed}), top {args.top_n} reranked")
     console.print(res.comparison.to_rich_table())
     key = ("held-out",)
-    for metric in ("mrr@10", "map@30", "precise@1"):
+    for metric in ("mrr@10", "map@30", "precise@5", "hit@1"):
         for a, b in ((r_name, f"{r_name}+ft"), (f"{r_name}+start", f"{r_name}+ft"),
                      (r_name, f"{r_name}+start")):
             ma, mb = res.metrics[(a, *key)], res.metrics[(b, *key)]

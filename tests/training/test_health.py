@@ -45,6 +45,20 @@ def test_loss_rule_fires_after_the_warmup_on_consecutive_checks_only() -> None:
     assert all(healthy.check(s, LN4 * (1 - 0.02 * s)) is None for s in range(1, 30))
 
 
+def test_loss_at_ln_g_with_differing_scores_is_a_slow_start_not_a_collapse() -> None:
+    """A fresh head starts at exactly ln(G); while the probe's scores differ the run goes on
+    (one warning), and only flat scores make it a collapse."""
+    d = CollapseDetector(constant_loss=LN4, warmup_steps=2)
+    apart = [[0.1, -0.2, 0.3, 0.05]]
+    assert d.check(2, LN4, apart) is None and d.stuck is None
+    assert d.check(4, LN4 * 1.002, apart) is None  # second strike: a warning, not a verdict
+    assert d.stuck is not None and d.stuck[0] == 4 and "still differ" in d.stuck[1]
+    assert d.verdict is None
+    assert d.check(6, LN4, [[0.2, 0.2, 0.2, 0.2]]) is None  # flat once: one strike
+    found = d.check(8, LN4, [[0.2, 0.2, 0.2, 0.2]])
+    assert found is not None and "score alike" in found[1] and "within 1%" in found[1]
+
+
 def test_score_rule_is_relative_to_the_scores_size() -> None:
     d = CollapseDetector(constant_loss=None)
     assert d.spread([[7.31, 7.31, 7.31], [7.3, 7.3]]) == 0.0  # saturated: flat

@@ -76,6 +76,16 @@ class _LogTask(RecordedTask):
 
     def advance(self, n: int = 1) -> None:
         self.completed += n
+        self._maybe_line()
+
+    def update(self, *, description: str | None = None, total: int | None = None,
+               completed: int | None = None) -> None:
+        """Work that reports its position (training steps) prints like work that counts."""
+        super().update(description=description, total=total, completed=completed)
+        if completed is not None:
+            self._maybe_line()
+
+    def _maybe_line(self) -> None:
         now = time.monotonic()
         if now - self.last >= self.interval:
             self.last = now

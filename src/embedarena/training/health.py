@@ -15,9 +15,14 @@ after the warm-up (while the learning rate still ramps up, a slow start is no ev
     model scoring every pair 7.31 is as flat as a zeroed head scoring 0, while a fresh head
     on a small encoder spreads its near-zero logits by 1e-4 and is not flat at all.
 
-Either signal at `PATIENCE` consecutive checks is a collapse. A probe whose candidates
-tokenize to identical inputs (max_len too small for any text, or a tokenizer that reads
-the data as [UNK]) can never score them apart: that is a collapse before the first step.
+(b) at `PATIENCE` consecutive checks is a collapse (the run stops under
+`--stop-on-collapse`). (a) alone is only a warning: a fresh 1-logit head on an encoder starts
+at exactly ln(G) and, at a usual learning rate, can sit within 1% of it for tens of steps
+while its scores already differ (measured: MiniLM + a fresh head on Cranfield at lr 3e-5,
+batch 8 × group 8, was at 2.0771 vs ln 8 = 2.0794 after 20 steps and learned afterwards), so
+stopping on the loss alone would kill healthy slow starts. A probe whose candidates tokenize
+to identical inputs (max_len too small for any text, or a tokenizer that reads the data as
+[UNK]) can never score them apart: that is a collapse before the first step.
 """
 
 from __future__ import annotations
@@ -54,8 +59,11 @@ class CollapseDetector:
     flat_spread: float = FLAT_SPREAD
     patience: int = PATIENCE
     strikes: int = 0
+    loss_strikes: int = 0
     #: Set once the run counts as collapsed: the step and the evidence.
     verdict: tuple[int, str] | None = None
+    #: Set once the loss alone sat at the constant-score loss (a warning, not a collapse).
+    stuck: tuple[int, str] | None = None
     history: list[tuple[int, float | None, float | None]] = field(default_factory=list)
 
     @staticmethod
@@ -75,23 +83,32 @@ class CollapseDetector:
 
     def check(self, step: int, loss: float | None,
               groups: Sequence[Sequence[float]] | None = None) -> tuple[int, str] | None:
-        """Record one check; returns the verdict when this check completes a collapse."""
+        """Record one check; returns the verdict when this check completes a collapse (flat
+        probe scores, or the loss rule where there is no probe), else None; a loss alone at
+        the constant-score loss sets `stuck` once (see the module docstring)."""
         if self.verdict is not None or not self.due(step):
             return None
         spread = self.spread(groups) if groups else None
         self.history.append((step, loss, spread))
-        signs = []
         base = self.constant_loss
-        if loss is not None and base and abs(loss - base) <= self.tolerance * base:
-            signs.append(f"the loss {loss:.4f} is within {self.tolerance:.0%} of {base:.4f}, "
-                         "what scoring every candidate alike costs")
-        if spread is not None and spread < self.flat_spread:
-            signs.append(f"the probe's candidates score alike (within-group std "
-                         f"{spread:.1e} of the scores' magnitude)")
-        self.strikes = self.strikes + 1 if signs else 0
+        at_base = (loss is not None and base is not None and base != 0
+                   and abs(loss - base) <= self.tolerance * base)
+        flat = spread is not None and spread < self.flat_spread
+        loss_sign = (f"the loss {loss:.4f} is within {self.tolerance:.0%} of {base:.4f}, "
+                     "what scoring every candidate alike costs") if at_base else ""
+        self.loss_strikes = self.loss_strikes + 1 if at_base else 0
+        # without a probe (sharded training) the loss is the only evidence there is
+        fatal = flat or (at_base and groups is None)
+        self.strikes = self.strikes + 1 if fatal else 0
         if self.strikes >= self.patience:
+            signs = [x for x in (loss_sign, f"the probe's candidates score alike (within-group "
+                                 f"std {spread:.1e} of the scores' magnitude)" if flat else "")
+                     if x]
             self.verdict = (step, "; ".join(signs))
             return self.verdict
+        if self.loss_strikes >= self.patience and self.stuck is None:
+            self.stuck = (step, loss_sign + f", while the probe's scores still differ "
+                          f"(spread {spread:.1e})" if spread is not None else loss_sign)
         return None
 
     def identical_inputs(self, step: int, evidence: str) -> tuple[int, str]:
@@ -143,7 +160,8 @@ class Probe:
 
 
 def collapse_callback(detector: CollapseDetector, probe: Probe | None, *,
-                      warn: Callable[[tuple[int, str]], None], stop: bool) -> Any:
+                      warn: Callable[[tuple[int, str]], None], stop: bool,
+                      note_stuck: Callable[[tuple[int, str]], None] | None = None) -> Any:
     """The `TrainerCallback` that runs the checks: the identical-input check when training
     begins, (a) and (b) at every logged loss after the warm-up. On a collapse it warns once
     and, with `stop`, ends training (every process decides alike: the logged loss is
@@ -166,9 +184,12 @@ def collapse_callback(detector: CollapseDetector, probe: Probe | None, *,
             step = state.global_step
             groups = probe.scores(model) if probe is not None and model is not None \
                 and detector.due(step) else None
+            was_stuck = detector.stuck
             found = detector.check(step, float(logs["loss"]), groups)
             if found is not None:
                 self._act(found, control)
+            elif detector.stuck is not None and was_stuck is None and note_stuck is not None:
+                note_stuck(detector.stuck)
 
         def _act(self, found: tuple[int, str], control: Any) -> None:
             warn(found)

@@ -281,26 +281,49 @@ def _text_tokens(tok: Any, probe: Any) -> tuple[float, float]:
     return total / max(len(text), 1), unk / total if total else 0.0
 
 
+#: Below these, the inputs are a likely cause of a collapse (else they are reported as fine).
+FEW_TEXT_TOKENS = 8
+BLIND_UNKNOWN_SHARE = 0.05
+
+
+def _causes(cfg: RerankerConfig, max_len: int, unknown_share: float,
+            probe_text: tuple[float, float] | None) -> str:
+    """The likely causes the numbers support, and the numbers of those they rule out."""
+    causes = [f"the learning rate {cfg.learning_rate:g} is too high (scores saturate) or too "
+              "low (nothing moves); rerankers usually train at 1e-5..6e-5"]
+    fine: list[str] = []
+    text = probe_text[0] if probe_text is not None else None
+    unk = max(unknown_share, probe_text[1] if probe_text is not None else 0.0)
+    if text is not None and text < FEW_TEXT_TOKENS:
+        causes.append(f"the inputs carry (almost) no text: max_len {max_len} leaves "
+                      f"{text:.1f} text tokens per (query, passage) pair on the probe")
+    elif text is not None:
+        fine.append(f"{text:.0f} text tokens per pair at max_len {max_len}")
+    if unk > BLIND_UNKNOWN_SHARE:
+        causes.append(f"the tokenizer is blind to the data: {unk:.0%} of the tokens are "
+                      "[UNK]; pass --extend-vocab or pick a model for this language")
+    else:
+        fine.append(f"{unk:.0%} [UNK]")
+    out = "Likely causes: " + "; ".join(causes)
+    return out + (f" (the inputs look fine: {', '.join(fine)})" if fine else "")
+
+
 def _collapse_message(found: tuple[int, str], cfg: RerankerConfig, max_len: int,
                       unknown_share: float, probe_text: tuple[float, float] | None) -> str:
     step, evidence = found
-    causes = [f"the learning rate {cfg.learning_rate:g} is too high (scores saturate) or too "
-              "low (nothing moved by the end of the warm-up); rerankers usually train at "
-              "1e-5..6e-5"]
-    if probe_text is not None:
-        causes.append(f"the inputs carry (almost) no text: max_len {max_len} leaves "
-                      f"{probe_text[0]:.1f} text tokens per (query, passage) pair on the "
-                      "probe (all padding and special tokens otherwise)")
-        causes.append(f"the tokenizer is blind to the data: {unknown_share:.0%} of the "
-                      f"training tokens are [UNK] ({probe_text[1]:.0%} on the probe); pass "
-                      "--extend-vocab or pick a model for this language")
-    else:
-        causes.append(f"the inputs carry no text (max_len {max_len}), or the tokenizer is "
-                      f"blind to the data ({unknown_share:.0%} [UNK]; --extend-vocab)")
     stop = ("training stopped (--no-stop-on-collapse to go on)" if cfg.stop_on_collapse
             else "training goes on (--stop-on-collapse to stop)")
     return (f"training collapsed at step {step}: {evidence}. Every candidate gets the same "
-            f"score, so the ranking is random; {stop}. Likely causes: " + "; ".join(causes))
+            f"score, so the ranking is random; {stop}. "
+            + _causes(cfg, max_len, unknown_share, probe_text))
+
+
+def _stuck_message(found: tuple[int, str], cfg: RerankerConfig, max_len: int,
+                   unknown_share: float, probe_text: tuple[float, float] | None) -> str:
+    step, evidence = found
+    return (f"step {step}: {evidence}: a slow start (a fresh head begins exactly there) or the "
+            "beginning of a collapse; training goes on, and stops if the scores turn "
+            "identical. " + _causes(cfg, max_len, unknown_share, probe_text))
 
 
 # -- the model --------------------------------------------------------------------------------
@@ -397,6 +420,11 @@ def train_reranker(cfg: RerankerConfig, log: Callable[[str], None] | None = None
         health.append(msg)
         say(msg, "warning")
 
+    def stuck(found: tuple[int, str]) -> None:
+        msg = _stuck_message(found, cfg, max_len, vocab.unknown_share, probe_text)
+        health.append(msg)
+        say(msg, "warning")
+
     meta = {**base_meta(base, cfg, vocab, n_rows), "kind": "cross-encoder reranker",
             "loss": cfg.loss, "head": head, "max_len": max_len,
             "label_map": cfg.label_map if cfg.loss != "group" else None,
@@ -410,7 +438,7 @@ def train_reranker(cfg: RerankerConfig, log: Callable[[str], None] | None = None
                  oom_hint="lower --batch-size, --train-group-size or --max-len, or use "
                  "--gradient-checkpointing",
                  callbacks=(collapse_callback(detector, probe, warn=warn,
-                                              stop=cfg.stop_on_collapse),))
+                                              stop=cfg.stop_on_collapse, note_stuck=stuck),))
     if detector.verdict is not None and cfg.stop_on_collapse:
         raise CollapsedTrainingError(health[-1])
     losses = save_final(trainer, out)
