@@ -18,8 +18,16 @@ if [ ! -f "$VENV/.complete" ]; then
   "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -r "$LOCK"
   touch "$VENV/.complete"
 fi
-# the project itself: always re-installed (cheap), since each clone lives at its own path
-"$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --no-deps -e "$REPO"
+# The project itself is installed into the shared virtualenv once (for the `embedarena`
+# command and the package metadata), never re-pointed: a clone sourcing this must not switch
+# another clone's shells to its code. Each clone runs its own code because its `src` comes
+# first on the path of every Python process started from here (the CLI, pytest, subprocesses),
+# ahead of whatever clone the shared install points at (tests/test_env_sh.py checks both).
+if ! "$VENV/bin/python" -c 'import importlib.metadata as m; m.distribution("embedarena")' \
+    >/dev/null 2>&1; then
+  "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --no-deps -e "$REPO"
+fi
+export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
 export VIRTUAL_ENV="$VENV"
 export PATH="$VENV/bin:$PATH"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false

@@ -14,10 +14,20 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EMBEDARENA_SHARED_DATA", REPO.parent / "shared" / "data"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Hypothesis profiles (tests/data/test_properties.py): `ci`, the default, is bounded and
+# derandomized (the same examples every run, no flakes, no example database written);
+# EMBEDARENA_HYPOTHESIS_PROFILE=long searches a hundred times longer with fresh examples.
+settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True,
+                          database=None, print_blob=True)
+settings.register_profile("long", max_examples=2500, deadline=None, database=None,
+                          print_blob=True)
+settings.load_profile(os.environ.get("EMBEDARENA_HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -102,3 +102,46 @@ def test_build_only_writes_no_runs(experiment: ea.Experiment, tmp_path: Path) ->
     assert set(res.builds) == {"bm25", "tiny", "hyb"} and res.runs == {}
     assert res.builds["hyb"].note and not res.builds["hyb"].index
     assert not (tmp_path / "b").exists()
+
+
+# -- validated before any work (issue 12, items 4 and 12) ------------------------------------
+def _faiss_experiment(tmp_path: Path, tiny_bert_dir: Path) -> ea.Experiment:
+    """A node-free experiment (faiss rows) whose report compares against bm25."""
+    (tmp_path / "label.json").write_text('["甲状腺结节", "甲状腺癌", "胆管炎"]', encoding="utf-8")
+    (tmp_path / "q.jsonl").write_text('{"query": "甲状腺", "pos": ["甲状腺癌"]}\n',
+                                      encoding="utf-8")
+    return ea.Experiment(
+        name="v", corpus={"path": tmp_path / "label.json"},
+        queries=[{"path": tmp_path / "q.jsonl", "name": "q"}], metrics=["hit@2"],
+        index={"backend": "faiss"}, report={"baseline": "bm25", "formats": ["md"]},
+        models=["bm25", {"name": "tiny", "type": "hf", "path": str(tiny_bert_dir)}],
+        out=tmp_path / "out")
+
+
+def test_report_baseline_left_out_and_stale_runs_are_refused_up_front(
+        tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDARENA_HOME", str(tmp_path / "home"))
+    exp = _faiss_experiment(tmp_path, tiny_bert_dir)
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="report.baseline 'bm25' is not among the models to "
+                                          "run"):
+        ea.run_experiment(exp, only=["tiny"])
+    assert not out.exists() and not (tmp_path / "home").exists()  # nothing ran
+    # a saved baseline run from another corpus: the report would refuse at the end, so the
+    # run refuses now, naming it
+    from embedarena.data.readers import load_corpus, load_queries
+
+    corpus = load_corpus(tmp_path / "label.json")
+    queries = load_queries(tmp_path / "q.jsonl", name="q")
+    stale = ea.Run("bm25", "q", [], meta={"corpus_sha256": "0" * 64,
+                                          "queries_sha256": queries.sha256()})
+    stale.save(out / "q" / "bm25")
+    with pytest.raises(ConfigError, match=r"corpus 00000000: .*out/q/bm25.*choose another"):
+        ea.run_experiment(exp, only=["tiny"])
+    assert not (out / "q" / "tiny").exists()
+    # the same inputs: the saved baseline counts, the run goes ahead and the report is written
+    stale.meta["corpus_sha256"] = corpus.sha256()
+    stale.save(out / "q" / "bm25")
+    result = ea.run_experiment(exp, only=["tiny"])
+    assert (out / "q" / "tiny" / "run.jsonl").is_file()
+    assert [p.name for p in result.report_paths] == ["report.md"]

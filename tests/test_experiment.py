@@ -84,3 +84,22 @@ def test_programmatic_experiment_and_encoding(tmp_path: Path) -> None:
         inline_experiment(["bm25"], index={"type": "annoy"})
     with pytest.raises(ConfigError, match="known metrics"):
         inline_experiment(["bm25"], metrics=["precise@1", "prec@5"])
+
+
+@pytest.mark.parametrize(("models", "what"), [
+    ("[{name: MiniLM, type: bm25}, {name: minilm, type: bm25, analyzer: whitespace}]",
+     "index alias"),
+    ("[{name: bge ft, type: bm25}, {name: bge-ft, type: bm25, analyzer: whitespace}]",
+     "index alias"),
+    ("[{name: 原数据 bge, type: bm25}, {name: 新数据 bge, type: bm25, analyzer: whitespace}]",
+     "index alias"),  # Elasticsearch names are ASCII: both were 'bge'
+])
+def test_names_that_share_an_index_or_run_directory_are_refused(tmp_path: Path, models: str,
+                                                                what: str) -> None:
+    """Issue 12, item 12: distinct names that map to one alias or one folder would overwrite
+    each other's index and runs; refused when the file is read, before any work."""
+    with pytest.raises(ConfigError, match=f"would share one {what}"):
+        load_experiment(_write(tmp_path, f"name: e\nmodels: {models}\n"))
+    ok = load_experiment(_write(tmp_path, "name: e\nmodels: [{name: 原数据, type: bm25}, "
+                                          "{name: 新数据, type: bm25, analyzer: whitespace}]\n"))
+    assert ok.model_names == ["原数据", "新数据"]

@@ -92,3 +92,65 @@ def test_status_output_shows_auth_kind_not_secret(cli, tmp_path: Path) -> None: 
     assert "auth: basic" in out and "http://127.0.0.1:1" in out
     assert "pw-never-shown-123" not in out
     assert proc.code == 6 and "cannot reach" in out and "Traceback" not in out
+
+
+# -- credentials inside the URL (issue 12, item 15) ---------------------------------------------
+def test_userinfo_in_the_url_becomes_basic_auth_and_leaves_the_url(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDARENA_ES_URL",
+                       "http://elastic:pw%40with-at-URL-SECRET@es1:9200,http://es2:9200/")
+    s = load_es_settings()
+    assert s.url == ["http://es1:9200", "http://es2:9200/"]
+    assert (s.username, s.resolved_password(), s.auth_kind()) == (
+        "elastic", "pw@with-at-URL-SECRET", "basic")
+    assert "URL-SECRET" not in repr(s) + s.model_dump_json()
+
+
+def test_userinfo_conflicts_are_refused_without_quoting_the_url(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDARENA_ES_URL", "http://elastic:URL-SECRET-1@es1:9200")
+    monkeypatch.setenv("EMBEDARENA_ES_PASSWORD", "OTHER-SECRET-2")
+    with pytest.raises(ConfigError, match="carries a password and") as ei:
+        load_es_settings()
+    monkeypatch.delenv("EMBEDARENA_ES_PASSWORD")
+    monkeypatch.setenv("EMBEDARENA_ES_USERNAME", "bob")
+    with pytest.raises(ConfigError, match="names a different user") as ei2:
+        load_es_settings()
+    monkeypatch.delenv("EMBEDARENA_ES_USERNAME")
+    monkeypatch.setenv("EMBEDARENA_ES_URL", "http://a:URL-SECRET-1@es1:9200,http://b:x@es2:9200")
+    with pytest.raises(ConfigError, match="different credentials") as ei3:
+        load_es_settings()
+    for e in (ei, ei2, ei3):
+        assert "SECRET" not in str(e.value) and "es1" not in str(e.value)
+
+
+def test_same_password_in_url_and_env_is_fine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDARENA_ES_URL", "https://elastic:same@es1:9200")
+    monkeypatch.setenv("EMBEDARENA_ES_PASSWORD", "same")
+    s = load_es_settings()
+    assert s.url == ["https://es1:9200"] and s.resolved_password() == "same"
+
+
+@pytest.mark.es
+def test_url_userinfo_is_used_against_the_real_node(cli, es_node,  # noqa: ANN001
+                                                    tmp_path: Path) -> None:
+    """`es status` with the password only inside the URL: it connects, and no output shows it."""
+    pytest.importorskip("elasticsearch")
+    host = es_node.url.split("://", 1)[1]
+    env = {"EMBEDARENA_ES_URL": f"http://elastic:{es_node.password}@{host}",
+           "EMBEDARENA_ES_USERNAME": None, "EMBEDARENA_ES_PASSWORD_FILE": None,
+           "HOME": str(tmp_path)}
+    proc = cli("es", "status", env=env, cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.code == 0, out
+    assert es_node.url in out and es_node.password not in out
+
+
+def test_secret_file_read_error_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    f = tmp_path / "pw"
+    f.write_bytes(b"\xff\xfe not utf-8")
+    os.chmod(f, 0o600)
+    monkeypatch.setenv("EMBEDARENA_ES_PASSWORD_FILE", str(f))
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_es_settings().resolved_password()

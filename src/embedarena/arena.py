@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from embedarena import __version__
 from embedarena.data.types import Corpus, Query, QuerySet
 from embedarena.errors import ConfigError, DataError
-from embedarena.evaluation.compare import Comparison
+from embedarena.evaluation.compare import Comparison, mixed_inputs, refuse_mixed
 from embedarena.evaluation.metrics import RunMetrics, evaluate, parse_metrics
 from embedarena.evaluation.rows import Row, RowContext, create_row
 from embedarena.experiment import (
@@ -49,7 +49,9 @@ if TYPE_CHECKING:
     from embedarena.evaluation.fusion import TuneReport
     from embedarena.evaluation.rows.hybrid import HybridSpec
     from embedarena.evaluation.run import Run
+    from embedarena.indexer.build import IndexType
     from embedarena.indexer.es import Target
+    from embedarena.indexer.faiss_index import FaissOptions, FaissType
     from embedarena.training.mining import MineConfig, MineStats
 
 RunDirFn = Callable[[str, QuerySet], Path]
@@ -161,15 +163,25 @@ class Arena:
             self._query_sets = [self._load_queries(s) for s in self.experiment.queries]
             corpus = self.corpus
             if corpus is not None:
-                from embedarena.data.readers import gold_not_in_corpus
+                from embedarena.data.readers import (
+                    gold_not_in_corpus,
+                    show_label,
+                    whitespace_twins,
+                )
 
                 for qs in self._query_sets:
                     missing = gold_not_in_corpus(corpus, qs)
                     if missing:
                         qid, labels = next(iter(missing.items()))
+                        twins = whitespace_twins(corpus, (g for ids in missing.values()
+                                                          for g in ids))
+                        hint = "".join(f"; {len(twins)} of the missing labels differ from a "
+                                       f"corpus id only in surrounding whitespace (e.g. "
+                                       f"{show_label(g, t)})"
+                                       for g, t in list(twins.items())[:1])
                         self.note(f"{qs.name}: {len(missing)} of {len(qs)} queries have gold "
                                   f"labels missing from the corpus (e.g. query {qid}: "
-                                  f"{labels[:3]}); they count as misses", "warning")
+                                  f"{labels[:3]}); they count as misses{hint}", "warning")
         return self._query_sets
 
     def query_set(self, name: str) -> QuerySet:
@@ -226,12 +238,14 @@ class Arena:
         return self._es_version
 
     def context(self, prefix: str | None = None) -> RowContext:
-        client, target = self.connect()
+        """The rows' context; it connects through `connect` on a row's first use of the node
+        (never, for rows of an in-process backend)."""
         cfg = self.experiment.index
-        return RowContext(client=client, target=target, index=index_options(cfg),
+        return RowContext(self._client, self._target, index_options(cfg),
                           prefix=prefix if prefix is not None else cfg.prefix,
                           num_candidates=cfg.num_candidates, msearch_batch=cfg.msearch_batch,
-                          cache=self.experiment.cache)
+                          cache=self.experiment.cache, backend=cfg.backend,
+                          faiss=faiss_options(cfg), connect=self.connect)
 
     # -- rows ------------------------------------------------------------------------------
     def select(self, only: Iterable[str] | None) -> list[str]:
@@ -280,12 +294,9 @@ class Arena:
         corpus = self.corpus
         run = row.search(qs, depth or self.experiment.search_depth(),
                          corpus_sha=corpus.sha256() if corpus is not None else None)
-        client, target = self.connect()
         meta: dict[str, Any] = {
             "embedarena_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "elasticsearch": {"url": target.display, "auth": target.auth_kind,
-                              "version": self.es_version},
             "python": platform.python_version(),
             "experiment": self.experiment.name,
             "queries_source": qs.source, "queries_sha256": qs.sha256(),
@@ -294,6 +305,11 @@ class Arena:
             meta.update({"corpus_source": corpus.source, "corpus_sha256": corpus.sha256()})
         if index_reused is not None:
             meta["index_reused"] = index_reused
+        if self._target is not None and run.meta.get("backend", "elasticsearch") == \
+                "elasticsearch":  # a run of an in-process backend says so and gets no node
+            meta["backend"] = "elasticsearch"
+            meta["elasticsearch"] = {"url": self._target.display,
+                                     "auth": self._target.auth_kind, "version": self.es_version}
         stats = row.stats()
         if stats.get("cache"):
             meta["cache"] = stats["cache"]
@@ -302,8 +318,21 @@ class Arena:
 
 
 def index_options(cfg: IndexConfig) -> IndexOptions:
-    return IndexOptions(type=cfg.type, similarity=cfg.similarity, m=cfg.m,
+    """The Elasticsearch side (under backend faiss only BM25 rows use it, for its shards)."""
+    kind = cast("IndexType", cfg.type if cfg.type != "ivf" else "flat")
+    return IndexOptions(type=kind, similarity=cfg.similarity, m=cfg.m,
                         ef_construction=cfg.ef_construction)
+
+
+def faiss_options(cfg: IndexConfig) -> FaissOptions:
+    """The faiss side: the same type/m/ef_construction keys, `num_candidates` as efSearch."""
+    from embedarena.indexer.faiss_index import FAISS_TYPES, FaissOptions
+
+    kind = cast("FaissType", cfg.type if cfg.type in FAISS_TYPES else "flat")
+    defaults = FaissOptions()
+    return FaissOptions(type=kind, m=cfg.m or defaults.m,
+                        ef_construction=cfg.ef_construction or defaults.ef_construction,
+                        ef_search=cfg.num_candidates, nlist=cfg.nlist, nprobe=cfg.nprobe)
 
 
 def _as_experiment(experiment: Experiment | str | Path) -> tuple[Experiment, Path | None]:
@@ -323,7 +352,8 @@ def run_experiment(experiment: Experiment | str | Path, out_dir: str | Path | No
                    progress: Progress | None = None, keep_old: bool = False,
                    report: bool = True, skip_bad: bool = False,
                    run_dir: RunDirFn | None = None, save_comparison: bool = True,
-                   client: Elasticsearch | None = None, target: Target | None = None
+                   client: Elasticsearch | None = None, target: Target | None = None,
+                   backend: str | None = None, index_type: str | None = None
                    ) -> ExperimentResult:
     """Run an experiment: build what is stale, search every query set with every selected
     row, score, save, compare.
@@ -333,9 +363,13 @@ def run_experiment(experiment: Experiment | str | Path, out_dir: str | Path | No
     only builds (`embedarena index build`); `report` writes the experiment's `report:`
     section; `skip_bad` counts and skips bad input records; `run_dir(model, query_set)` places
     run directories (default `<out>/<query set>/<model>`). Progress and notes go to `progress`
-    (default: whatever `embedarena.progress.using` installed, else nowhere).
+    (default: whatever `embedarena.progress.using` installed, else nowhere). `backend` /
+    `index_type` replace the experiment's `index.backend` / `index.type`
+    (`IndexConfig.overridden`: e.g. `backend="faiss"` alone gives faiss Flat, exact).
     """
     exp, source = _as_experiment(experiment)
+    if backend is not None or index_type is not None:
+        exp = exp.model_copy(update={"index": exp.index.overridden(backend, index_type)})
     if skip_bad:
         exp = exp.model_copy(deep=True)  # the caller's experiment stays as it was
         if exp.corpus is not None:
@@ -369,11 +403,17 @@ def _run(arena: Arena, source: Path | None, only: Sequence[str] | None, force: b
                    + _plural(len(arena.select(only)), "model"))
     elif corpus is not None:
         arena.note(f"corpus: {len(corpus)} documents from {corpus.source}")
-    arena.connect()
+    if exp.index.backend == "elasticsearch":
+        arena.connect()  # every embedder row needs the node: fail before any fine-tune trains
     names = arena.select(only)
     specs = parse_metrics(exp.metrics)
     depth = exp.search_depth()
     place = run_dir or default_run_dir(out or Path("."))
+    if search and out is not None and save_comparison and report and exp.report is not None:
+        _check_report_baseline(exp.report.baseline, names, [place(exp.report.baseline, qs)
+                                                            for qs in sets]
+                               if exp.report.baseline else [])
+        _check_saved_inputs(out, {place(n, qs) for n in names for qs in sets}, corpus, sets)
     summary = []
     for name in names:
         row = arena.row(name)
@@ -417,6 +457,41 @@ def _run(arena: Arena, source: Path | None, only: Sequence[str] | None, force: b
                 task.close("report written")
     result.notes = list(arena.notes)
     return result
+
+
+def _check_report_baseline(baseline: str | None, names: list[str], saved: list[Path]) -> None:
+    """Before any work: a report baseline left out of `only` must have a saved run to
+    compare against, or the report would fail after everything else ran."""
+    if baseline is None or baseline in names or any((d / "run.jsonl").is_file() for d in saved):
+        return
+    raise ConfigError(f"report.baseline '{baseline}' is not among the models to run "
+                      f"({', '.join(names)}) and has no saved run in the output folder; add "
+                      "it to the models to run, or run them all")
+
+
+def _check_saved_inputs(out: Path, fresh: set[Path], corpus: Corpus | None,
+                        sets: list[QuerySet]) -> None:
+    """Before any work: the report reads every run below `out`, so a run there that this one
+    will not rewrite, made from another corpus or query file, would make it refuse at the
+    end (`compare.mixed_inputs`)."""
+    if not out.is_dir():
+        return
+    corpus_sha = {"corpus_sha256": corpus.sha256()} if corpus is not None else {}
+    runs: list[tuple[str, str, dict[str, Any]]] = [
+        ("this run", qs.name, {"queries_sha256": qs.sha256(), **corpus_sha}) for qs in sets]
+    rewritten = {d.resolve() for d in fresh}
+    for f in sorted(out.rglob("run.jsonl")):
+        if f.parent.resolve() in rewritten:
+            continue
+        try:
+            meta = json.loads((f.parent / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict):
+            runs.append((str(f.parent), str(meta.get("query_set", "")), meta))
+    refuse_mixed(mixed_inputs(runs), hint="the report reads every run in the output folder: "
+                 "run every model again, remove the stale run directories, or choose another "
+                 "output folder")
 
 
 def _plural(n: int, word: str) -> str:

@@ -6,6 +6,8 @@ boundary each, so callers never see a raw traceback for a user mistake.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -72,3 +74,22 @@ class EmbedderError(EmbedarenaError):
     """An embedder could not be created or failed to embed."""
 
     exit_code = 7
+
+
+def batch_label(side: str, number: int, total: int, start: int, count: int,
+                ids: Sequence[str] | None = None) -> str:
+    """`document batch 3/6, texts 513–768 (first id 'D12')`: where in a corpus or query set a
+    batch sits (1-based, inclusive), so a failed batch can be found and looked at."""
+    first = f" (first id {ids[0]!r})" if ids else ""
+    return f"{side} batch {number}/{total}, texts {start + 1}–{start + count}{first}"
+
+
+@contextlib.contextmanager
+def naming_batch(model: str, label: str) -> Iterator[None]:
+    """An `EmbedderError` raised inside comes out as one line naming the model and the batch
+    (`batch_label`): "HTTP 500" alone does not say which of 40 batches to look at. Subclasses
+    of other errors (auth, config) pass unchanged."""
+    try:
+        yield
+    except EmbedderError as e:
+        raise EmbedderError(f"model '{model}', {label}: {e}") from None

@@ -38,9 +38,11 @@ from pydantic import (
 )
 
 import embedarena.training.finetune  # noqa: F401  (registers `finetune:` entries)
+import embedarena.training.merge  # noqa: F401  (registers `merge:` entries)
 from embedarena.errors import ConfigError
 from embedarena.evaluation.report.model import ReportOptions
 from embedarena.evaluation.rows import parse_row_spec
+from embedarena.names import index_slug
 from embedarena.secrets import reject_secret_fields
 from embedarena.specs import ModelSpec, parse_spec
 
@@ -105,13 +107,70 @@ class QuerySource(_Strict):
 
 
 class IndexConfig(_Strict):
+    """How embedder rows index and search. `backend` sits here, beside `type`, `m` and
+    `num_candidates`, because it answers the same question (where and how the vectors are
+    searched) for every embedder row at once, and one key switches an experiment between a
+    node and in-process faiss; BM25 rows are not vector indexes and stay on Elasticsearch."""
+
+    backend: Literal["elasticsearch", "faiss"] = Field(
+        default="elasticsearch", description="elasticsearch: one index per model on a node; "
+        "faiss: in process, no node needed (rebuilt each run from the embedding cache).")
     prefix: str = "embedarena-"
-    type: Literal["hnsw", "int8_hnsw", "flat", "int8_flat"] = "hnsw"
+    type: Literal["hnsw", "int8_hnsw", "flat", "int8_flat", "ivf"] = Field(
+        default="hnsw", description="elasticsearch: hnsw, int8_hnsw, flat, int8_flat; faiss: "
+        "flat (exact, the default there), hnsw, ivf.")
     similarity: Literal["cosine", "dot_product", "l2_norm", "max_inner_product"] | None = None
     m: int | None = None
     ef_construction: int | None = None
     num_candidates: int = 100
     msearch_batch: int = 64
+    nlist: int | None = Field(default=None, ge=1, description="faiss ivf: inverted lists.")
+    nprobe: int | None = Field(default=None, ge=1, description="faiss ivf: lists searched.")
+
+    @model_validator(mode="after")
+    def _fits_backend(self) -> IndexConfig:
+        if self.backend == "faiss":
+            if "type" not in self.model_fields_set:
+                self.type = "flat"
+            if self.type not in ("flat", "hnsw", "ivf"):
+                raise ValueError(f"type {self.type} is an Elasticsearch index type; faiss "
+                                 "offers flat, hnsw and ivf")
+            if self.type != "hnsw" and (self.m is not None or self.ef_construction is not None):
+                raise ValueError("m / ef_construction only apply to type hnsw")
+        elif self.type == "ivf" or self.nlist is not None or self.nprobe is not None:
+            raise ValueError("ivf (nlist, nprobe) is a faiss index type: add backend: faiss")
+        if (self.nlist is not None or self.nprobe is not None) and self.type != "ivf":
+            raise ValueError("nlist / nprobe only apply to type ivf")
+        return self
+
+    def overridden(self, backend: str | None = None, index_type: str | None = None
+                   ) -> IndexConfig:
+        """This config with another backend and/or index type (`run --backend/--index-type`).
+
+        A change of backend without a type gets the new backend's default type (faiss: flat,
+        the exact reference; elasticsearch: hnsw), not the file's; keys the result's type
+        does not take (m / ef_construction off hnsw under faiss, nlist / nprobe off ivf) are
+        dropped.
+        """
+        data = self.model_dump(exclude_unset=True)
+        if backend is not None and backend != self.backend:
+            data["backend"] = backend
+            if index_type is None:
+                data.pop("type", None)
+        if index_type is not None:
+            data["type"] = index_type
+        kind = data.get("type", "flat" if data.get("backend") == "faiss" else "hnsw")
+        if data.get("backend") == "faiss" and kind != "hnsw":
+            data.pop("m", None)
+            data.pop("ef_construction", None)
+        if kind != "ivf":
+            data.pop("nlist", None)
+            data.pop("nprobe", None)
+        try:
+            return IndexConfig.model_validate(data)
+        except ValidationError as e:
+            raise ConfigError(f"index: {str(e.errors()[0]['msg']).removeprefix('Value error, ')}"
+                              ) from None
 
     @field_validator("prefix")
     @classmethod
@@ -183,6 +242,7 @@ class Experiment(_Strict):
                                  f"{m.type}); names key the index and the run directory, so "
                                  "each must be unique")
             seen[m.name] = m.type
+        _refuse_name_clashes([m.name for m in models])
         by_name = {m.name: m for m in models}
         for m in models:
             for dep in m.depends_on():
@@ -224,6 +284,19 @@ class Experiment(_Strict):
                 return m
         raise ConfigError(f"no model named '{name}' in the experiment; it has "
                           f"{', '.join(self.model_names)}")
+
+
+def _refuse_name_clashes(names: list[str]) -> None:
+    """Distinct names that would share an index alias (`MiniLM`/`minilm`, `bge ft`/`bge-ft`,
+    `原数据 bge`/`新数据 bge`): the second would overwrite the first's index (and, for names
+    that differ only in punctuation, its run directory), so refuse them now."""
+    first: dict[str, str] = {}
+    for name in names:
+        other = first.setdefault(index_slug(name), name)
+        if other != name:
+            raise ValueError(f"models '{other}' and '{name}' would share one index alias "
+                             f"('{index_slug(name)}'), so the second would overwrite the "
+                             "first; rename one")
 
 
 def _refuse_cycles(by_name: dict[str, ModelSpec]) -> None:

@@ -45,6 +45,46 @@ def is_secret_name(name: str) -> bool:
     return compact.endswith(("apikey", "password", "secret", "accesstoken", "authtoken"))
 
 
+def looks_like_secret_value(value: str) -> bool:
+    """True for a value shaped like a key or token rather than a name: what a user pasted
+    where the NAME of an environment variable belongs (`api_key_env: 3f9c...`). Names have
+    underscores or are short; keys are long runs of letters and digits, or match `scrub`'s
+    shapes (`sk-...`, 32 hex digits)."""
+    v = str(value).strip()
+    if _SECRET_VALUE.search(v):
+        return True
+    return (len(v) >= 20 and "_" not in v and any(c.isdigit() for c in v)
+            and any(c.isalpha() for c in v))
+
+
+def check_env_var_name(value: str, setting: str) -> str:
+    """`value` if it can be the name of an environment variable, else ValueError whose text
+    never contains `value` (it may be the key itself)."""
+    v = str(value).strip()
+    if looks_like_secret_value(v):
+        raise ValueError(f"{setting} looks like a key, not the NAME of an environment variable; "
+                         f"put the key in a variable (export AZURE_OPENAI_API_KEY=...) and name "
+                         f"that variable here. The value is not shown. If it was a real key, "
+                         "rotate it")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+        raise ValueError(f"{setting} is the NAME of an environment variable (letters, digits "
+                         "and _; the key itself never goes into a spec)")
+    return v
+
+
+def hide_pasted_secrets(obj: Any) -> Any:
+    """A copy of a nested mapping/list where pointer settings (`*_env`, `*_file`) whose value
+    looks like a key are `[hidden]`, for messages that quote a user's entry."""
+    if isinstance(obj, dict):
+        return {k: (HIDDEN if isinstance(v, str) and not is_secret_name(str(k))
+                    and str(k).lower().endswith(("_env", "_var")) and looks_like_secret_value(v)
+                    else HIDDEN if is_secret_name(str(k)) else hide_pasted_secrets(v))
+                for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [hide_pasted_secrets(v) for v in obj]
+    return obj
+
+
 def reject_secret_fields(obj: Any, where: str, hint: str, trail: str = "") -> None:
     """Raise `ConfigError` naming the first secret-named key in a nested mapping/list.
 

@@ -9,12 +9,14 @@ file may name a secrets file (`password_file` / `api_key_file`) that must be 060
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -43,6 +45,23 @@ def config_file_path() -> Path | None:
     return None
 
 
+_AUTHORITY = re.compile(r"(?i)^((?:[a-z][a-z0-9+.-]*:)?//)?([^/?#]*)(.*)$")
+
+
+def split_userinfo(url: str) -> tuple[str, tuple[str, str | None] | None]:
+    """(`url` without `user:password@`, (user, password) or None); percent-escapes decoded.
+
+    Takes the last `@` of the host part, so a pasted password with a raw `@` still splits
+    right."""
+    m = _AUTHORITY.match(url.strip())
+    if m is None or "@" not in m.group(2):
+        return url.strip(), None
+    userinfo, _, host = m.group(2).rpartition("@")
+    user, sep, password = userinfo.partition(":")
+    return (f"{m.group(1) or ''}{host}{m.group(3)}",
+            (unquote(user), unquote(password) if sep else None))
+
+
 def read_secret_file(path: Path, what: str) -> str:
     """Read a secret from a file that only its owner may read (mode 0600 or stricter)."""
     p = Path(path).expanduser()
@@ -55,7 +74,11 @@ def read_secret_file(path: Path, what: str) -> str:
             f"{what} file {p} is readable by group or others (mode {oct(mode & 0o777)}); "
             f"run: chmod 600 {p}"
         )
-    return p.read_text(encoding="utf-8").strip()
+    try:
+        return p.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise ConfigError(f"cannot read {what} file {p}: {reason}") from None
 
 
 class _TomlSection(PydanticBaseSettingsSource):
@@ -115,6 +138,42 @@ class ESSettings(BaseSettings):
             parts = [u.strip() for u in v.split(",") if u.strip()]
             return parts or None
         return v
+
+    @model_validator(mode="after")
+    def _credentials_out_of_urls(self) -> ESSettings:
+        """`http://elastic:PASSWORD@host:9200` works (as basic auth), but the URL kept, shown
+        and stored everywhere is `http://host:9200`: a password in a URL would otherwise reach
+        every meta.json and error message. Messages here never quote the URL."""
+        if not self.url:
+            return self
+        clean: list[str] = []
+        creds: set[tuple[str, str | None]] = set()
+        for u in self.url:
+            stripped, cred = split_userinfo(u)
+            clean.append(stripped)
+            if cred is not None:
+                creds.add(cred)
+        self.url = clean
+        if not creds:
+            return self
+        if len(creds) > 1:
+            raise ConfigError("EMBEDARENA_ES_URL: the URLs carry different credentials; put "
+                              "one user in EMBEDARENA_ES_USERNAME and its password in "
+                              "EMBEDARENA_ES_PASSWORD (or _PASSWORD_FILE) instead")
+        user, password = creds.pop()
+        if user:
+            if self.username is not None and self.username != user:
+                raise ConfigError("EMBEDARENA_ES_URL names a different user than "
+                                  "EMBEDARENA_ES_USERNAME; give the user in one place")
+            self.username = user
+        if password is not None:
+            given = self.password.get_secret_value() if self.password is not None else None
+            if self.password_file is not None or (given is not None and given != password):
+                raise ConfigError("EMBEDARENA_ES_URL carries a password and "
+                                  "EMBEDARENA_ES_PASSWORD(_FILE) gives another; give it in one "
+                                  "place (preferably a 0600 file)")
+            self.password = SecretStr(password)
+        return self
 
     @classmethod
     def settings_customise_sources(

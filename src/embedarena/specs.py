@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from embedarena.errors import ConfigError
-from embedarena.secrets import reject_secret_fields
+from embedarena.secrets import hide_pasted_secrets, reject_secret_fields
 
 SECRET_HINT = ("Model specs are written to run metadata and index metadata, so keys come only "
                "from the environment (AZURE_OPENAI_API_KEY, OPENAI_API_KEY, or the variable "
@@ -257,7 +257,7 @@ def _parse_inline(s: str) -> dict[str, Any]:
 
 
 def _short(data: dict[str, Any]) -> str:
-    text = repr(data)
+    text = repr(hide_pasted_secrets(data))
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -17,7 +17,7 @@ def test_help_lists_command_groups(cli) -> None:  # noqa: ANN001
     p = cli("--help")
     assert p.code == 0
     for cmd in ("es", "data", "index", "eval", "compare", "run", "report", "mine", "train",
-                "tune-fusion", "calibrate"):
+                "tune-fusion", "calibrate", "ann-check"):
         assert f" {cmd} " in p.stdout, cmd
 
 

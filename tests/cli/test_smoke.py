@@ -2,8 +2,8 @@
 `__main__` module, real streams, real exit status), small and quick. Every other CLI test runs
 in process through the `cli` fixture (tests/conftest.py), which calls the same `main()`.
 
-Commands: es, data, index, eval, compare, run, tune-fusion, calibrate, report, mine, train,
-eval-rerank.
+Commands: es, data, index, eval, compare, ann-check, run, tune-fusion, calibrate, report, mine,
+train, eval-rerank.
 """
 
 from __future__ import annotations
@@ -150,6 +150,18 @@ def test_compare(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert "bge" in p.stdout and "acge" in p.stdout and "mrr@5" in p.stdout
     assert (out / "comparison.md").is_file()
+
+
+# -- ann-check --------------------------------------------------------------------------------
+def test_ann_check_without_hnsw_runs(tmp_path: Path) -> None:
+    """Nothing to check (saved runs of no kNN search): listed, exit 0, no node asked for."""
+    from embedarena.indexer.node import free_port
+
+    runs = _saved_runs(tmp_path / "runs")
+    p = embedarena("ann-check", runs, env={"EMBEDARENA_ES_URL": f"http://127.0.0.1:{free_port()}"},
+                   timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "not a dense kNN run" in p.stderr and "no HNSW runs to check" in p.stderr
 
 
 # -- tune-fusion ------------------------------------------------------------------------------

@@ -109,3 +109,26 @@ def test_errors_are_one_line_with_file_and_line(cli, tmp_path: Path) -> None:  #
     assert f"{bad}:line 2: field 'pos' must be a list of strings" in lines[0]
     p = cli("data", "fetch", "nope")
     assert p.code == 2 and "unknown dataset 'nope'" in p.stderr
+
+
+def test_gold_off_by_whitespace_is_shown_quoted_and_explained(tmp_path: Path) -> None:
+    """Issue 12, item 11: 'b ' was reported missing but shown as 'b' (whitespace collapsed);
+    ids are still compared exactly, but the label is quoted and its near twin named."""
+    from embedarena.data.readers import load_corpus, show_label, whitespace_twins
+
+    (tmp_path / "label.json").write_text('["甲状腺癌", "胆管炎", "c d"]', encoding="utf-8")
+    q = tmp_path / "test.jsonl"
+    q.write_text('{"query": "q1", "pos": ["甲状腺癌 "]}\n{"query": "q2", "pos": ["c  d"]}\n'
+                 '{"query": "q3", "pos": ["胆管炎", "不存在的病"]}\n', encoding="utf-8")
+    result = _invoke("inspect", str(q), "--corpus", str(tmp_path / "label.json"),
+                     env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert re.search(r"queries with gold not in the corpus +│ 3 ", out)
+    assert re.search(r"gold off by surrounding whitespace +│ 1 ", out)
+    assert "'甲状腺癌 ' (the corpus has '甲状腺癌'" in out
+    assert "'c  d'" in out and "不存在的病" in out and "'不存在的病'" not in out
+    corpus = load_corpus(tmp_path / "label.json")
+    assert whitespace_twins(corpus, ["甲状腺癌 ", "\t胆管炎", "胆管炎", "c  d"]) == {
+        "甲状腺癌 ": "甲状腺癌", "\t胆管炎": "胆管炎"}
+    assert show_label("胆管炎") == "胆管炎" and show_label("a\u3000") == "'a\\u3000'"

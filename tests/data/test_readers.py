@@ -370,3 +370,40 @@ def test_writers_round_trip_utf8(tmp_path: Path) -> None:
     assert "甲状腺癌" in (tmp_path / "label.json").read_text(encoding="utf-8")
     assert load_corpus(tmp_path / "label.json").ids == ["甲状腺癌", "b"]
     assert not list(tmp_path.glob("**/.*.tmp"))
+
+
+# -- lone surrogates (issue 12, item 9) ------------------------------------------------------
+SURROGATE_LINE = '{"_id": "2", "text": "bad \\ud83d x"}\n'  # JSON escape of half a pair
+
+
+def test_lone_surrogate_is_refused_with_file_and_line(tmp_path: Path) -> None:
+    """`"\\ud83d"` parses as JSON but no UTF-8 encoder takes it: Corpus.sha256, the cache and
+    Elasticsearch all failed on it later. It is a bad record named by file and line."""
+    from embedarena.data.readers import load_rerank_with_report
+
+    p = _write(tmp_path / "c.jsonl", '{"_id": "1", "text": "ok \\ud83d\\ude00"}\n' + SURROGATE_LINE
+               + '{"_id": "3", "text": "fine"}\n')
+    with pytest.raises(DataError, match=r"c\.jsonl:line 2: not valid Unicode: .*\\ud83d"):
+        load_corpus(p)
+    corpus, report = load_corpus_with_report(p, skip_bad=True)
+    assert corpus.ids == ["1", "3"] and corpus.texts[0] == "ok \U0001f600"  # a real pair is fine
+    assert (report.read, report.loaded, report.skipped) == (3, 2, {"not valid Unicode": 1})
+    corpus.sha256()  # the crash of the probe
+    labels = _write(tmp_path / "label.json", '["a", "b\\udc00", "c"]')
+    assert load_corpus(labels, skip_bad=True).ids == ["a", "c"]
+    with pytest.raises(DataError, match=r"label\.json:item 2: not valid Unicode"):
+        load_corpus(labels)
+    # in a query, in a gold label, in a key, in training and reranking data
+    for line in ('{"query": "q\\ud800", "pos": ["a"]}', '{"query": "q", "pos": ["a\\udfff"]}',
+                 '{"query": "q", "pos": ["a"], "x\\ud83d": 1}'):
+        q = _write(tmp_path / "q.jsonl", '{"query": "ok", "pos": ["a"]}\n' + line + "\n")
+        with pytest.raises(DataError, match=r"q\.jsonl:line 2: not valid Unicode"):
+            load_queries(q)
+    t = _write(tmp_path / "t.jsonl", '{"query": "q", "pos": ["a"], "neg": ["\\ud83d"]}\n'
+               '{"query": "q", "pos": ["a"], "neg": ["b"]}\n')
+    examples, report = load_train_with_report(t, skip_bad=True)
+    assert len(examples) == 1 and report.skipped == {"not valid Unicode": 1}
+    r = _write(tmp_path / "r.jsonl", '{"query": "q", "positive": ["a"], "negative": ["b"]}\n'
+               '{"query": "q2", "positive": ["\\ud83d"], "negative": ["b"]}\n')
+    rerank, report = load_rerank_with_report(r, skip_bad=True)
+    assert len(rerank) == 1 and report.skipped == {"not valid Unicode": 1}

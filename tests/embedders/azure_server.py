@@ -10,7 +10,8 @@ all exercised for real. It answers:
 
 Embeddings are deterministic pseudo-vectors (see `fake_embedding`), unit length, honouring
 `dimensions` the way text-embedding-3 does (truncate, then re-normalise), in either
-`encoding_format`. Failures can be scripted (`fail_next`) and every request is recorded.
+`encoding_format`. Failures can be scripted (`fail_next`): error statuses, delays, and 200
+answers that are cut short or altered (`truncate`, `mangle`); every request is recorded.
 
 Usage::
 
@@ -27,6 +28,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -92,6 +94,11 @@ class Failure:
     retry_after_ms: int | None = None
     body: dict[str, Any] | None = None
     delay: float = 0.0
+    #: With status 200: send only this many bytes of the real answer (Content-Length matches
+    #: the cut body, as when a proxy truncates a response it already sized).
+    truncate: int | None = None
+    #: With status 200: change the real answer before it is sent (drop a vector, NaN, ...).
+    mangle: Callable[[dict[str, Any]], None] | None = None
 
     def payload(self) -> dict[str, Any]:
         if self.body is not None:
@@ -118,6 +125,7 @@ class Recorded:
     body: dict[str, Any] | None
     status: int = 0
     deployment: str | None = None
+    truncate: int | None = None
 
     @property
     def inputs(self) -> list[Any]:
@@ -239,7 +247,7 @@ class EmbeddingAPIServer:
         failure = self._next_failure()
         if failure is not None and failure.delay:
             time.sleep(failure.delay)
-        if failure is not None and failure.status:
+        if failure is not None and failure.status and failure.status != 200:
             headers = {}
             if failure.retry_after is not None:
                 headers["Retry-After"] = f"{failure.retry_after:g}"
@@ -262,7 +270,12 @@ class EmbeddingAPIServer:
                                "to it.", "type": "invalid_request_error", "param": None,
                     "code": "model_not_found"}}, {}
             model = self.deployments[model]
-        return self._embed(rec, body, model)
+        status, payload, headers = self._embed(rec, body, model)
+        if failure is not None and failure.status == 200 and status == 200:
+            if failure.mangle is not None:
+                failure.mangle(payload)
+            rec.truncate = failure.truncate
+        return status, payload, headers
 
     def _embed(self, rec: Recorded, body: dict[str, Any],
                model: str) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -335,6 +348,8 @@ class _Handler(BaseHTTPRequestHandler):
         rec.status = status
         self.server_state._record(rec)
         out = json.dumps(payload).encode()
+        if rec.truncate is not None:
+            out = out[:rec.truncate]
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(out)))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,7 @@ def sdk_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
             waits.append(seconds)
 
     monkeypatch.setattr(sdk, "time", Clock())
+    monkeypatch.setattr(az, "_pause", waits.append)  # our own wait before re-reading a 200
     return waits
 
 
@@ -453,3 +456,106 @@ def test_local_openai_compatible_server_needs_no_key(monkeypatch: pytest.MonkeyP
         assert emb.dim == 24  # discovered with one probe
         assert emb.embed_documents(["a"]).shape == (1, 24)
 
+
+
+# -- unreadable 200s, and errors that name the batch (issue 12, items 5 and 6) ------------------
+def _vectors(payload: dict[str, Any]) -> list[np.ndarray]:
+    out = []
+    for d in payload["data"]:
+        e = d["embedding"]
+        out.append(np.frombuffer(base64.b64decode(e), "<f4").copy() if isinstance(e, str)
+                   else np.asarray(e, dtype=np.float32))
+    return out
+
+
+def _set_vectors(payload: dict[str, Any], vecs: list[np.ndarray]) -> None:
+    for d, v in zip(payload["data"], vecs):
+        d["embedding"] = (base64.b64encode(v.astype("<f4").tobytes()).decode()
+                          if isinstance(d["embedding"], str) else [float(x) for x in v])
+
+
+def nan_in_second(payload: dict[str, Any]) -> None:
+    vecs = _vectors(payload)
+    vecs[1][3] = np.nan
+    _set_vectors(payload, vecs)
+
+
+def shorter_vectors(payload: dict[str, Any]) -> None:
+    _set_vectors(payload, [v[:-1] for v in _vectors(payload)])
+
+
+def drop_last(payload: dict[str, Any]) -> None:
+    payload["data"].pop()
+
+
+def test_truncated_200_body_is_retried(api_server: EmbeddingAPIServer,
+                                       monkeypatch: pytest.MonkeyPatch,
+                                       sdk_sleeps: list[float],
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    emb = azure(api_server, monkeypatch, dimensions=8, max_attempts=3)
+    api_server.fail_next(Failure(200, truncate=60))
+    caplog.set_level(logging.WARNING, logger=az.__name__)
+    out = emb.embed_documents(["a", "b"])
+    np.testing.assert_allclose(out, expected(["a", "b"], "text-embedding-3-large", 8), atol=1e-6)
+    assert emb.requests_made == 2 and sdk_sleeps == [0.5]
+    assert ("HTTP 200 with an unreadable body (truncated or invalid JSON at character 60 of 60)"
+            " on attempt 1 of 3; retrying") in caplog.text
+
+
+def test_truncated_bodies_share_the_attempt_budget_with_http_errors(
+        api_server: EmbeddingAPIServer, monkeypatch: pytest.MonkeyPatch,
+        sdk_sleeps: list[float]) -> None:
+    emb = azure(api_server, monkeypatch, dimensions=8, max_attempts=4)
+    api_server.fail_next(503, Failure(200, truncate=10), 502, Failure(200, truncate=99),
+                         Failure(200, truncate=5))
+    with pytest.raises(EmbedderError) as ei:
+        emb.embed_documents(["a"])
+    msg = str(ei.value)
+    assert re.fullmatch(
+        rf"Azure OpenAI at {re.escape(api_server.url)}: HTTP 200 with an unreadable body "
+        r"\(truncated or invalid JSON at character \d+ of 99\) on all 4 attempts for "
+        "'text-embedding-3-large'; giving up", msg), msg
+    assert ei.value.__cause__ is None and "\n" not in msg
+    assert len(api_server.requests) == emb.requests_made == 4  # never more than max_attempts
+
+
+def test_a_200_that_is_not_the_embeddings_schema_is_retried(
+        api_server: EmbeddingAPIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    emb = azure(api_server, monkeypatch, dimensions=8, max_attempts=2)
+    api_server.fail_next(Failure(200, mangle=lambda p: p.pop("data")),
+                         Failure(200, mangle=lambda p: p.update(data="oops")))
+    with pytest.raises(EmbedderError, match=r"unreadable body \(not the embeddings schema: "
+                                            r"\w+\) on all 2 attempts"):
+        emb.embed_documents(["a"])
+    assert len(api_server.requests) == 2
+
+
+@pytest.mark.parametrize(("failure", "cause"), [
+    (Failure(500), r"HTTP 500 on all 2 attempts"),
+    (Failure(200, mangle=drop_last), r"returned 49 embeddings for 50 inputs \(indexes missing "
+                                     r"49\)"),
+    (Failure(200, mangle=shorter_vectors), r"expected 8-dim vectors, .* returned 7"),
+    (Failure(200, mangle=nan_in_second),
+     r"returned NaN or infinite values in 1 of 50 vectors \(first for 'text 201'\)"),
+    (Failure(400, body={"error": {"message": "This model's maximum context length is 8192 "
+                                             "tokens, however you requested 9000 tokens"}}),
+     r"refused a request because an input is longer than the model's context"),
+])
+def test_every_embedder_error_names_the_batch(api_server: EmbeddingAPIServer,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              failure: Failure, cause: str) -> None:
+    """Through `embed_in_batches` (what index build and the runner use): the batch number,
+    the 1-based text range and the first id of the failing batch, then the cause."""
+    from embedarena.embedders.base import embed_in_batches
+
+    emb = azure(api_server, monkeypatch, dimensions=8, max_attempts=2, batch_size=50)
+    texts = [f"text {i}" for i in range(250)]
+    ids = [f"D{i:04d}" for i in range(250)]
+    api_server.fail_next(*[Failure(200)] * 4, failure, failure)  # batches 1-2 (2 requests each)
+    with pytest.raises(EmbedderError) as ei:
+        embed_in_batches(emb, "document", texts, ids, batch_size=100)
+    msg = str(ei.value)
+    assert msg.startswith(f"model '{emb.name}', document batch 3/3, texts 201–250 "
+                          "(first id 'D0200'): "), msg
+    assert re.search(cause, msg), msg
+    assert "\n" not in msg and ei.value.__cause__ is None

@@ -184,3 +184,105 @@ def test_wraps_a_real_hf_embedder(tiny_bert_dir: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(q1, inner.embed_queries(DOCS), atol=1e-6)
     np.testing.assert_allclose(cached.embed_documents(DOCS), inner.embed_documents(DOCS),
                                atol=1e-6)
+
+
+# -- integrity of stored blobs (issue 12, item 7) ---------------------------------------------
+def _blobs(path: Path) -> dict[bytes, bytes]:
+    with sqlite3.connect(path) as con:
+        return {bytes(sha): bytes(vec) for sha, vec in con.execute("SELECT sha, vec FROM vectors")}
+
+
+def _set_blob(path: Path, sha: bytes, blob: bytes) -> None:
+    with sqlite3.connect(path) as con:
+        con.execute("UPDATE vectors SET vec = ? WHERE sha = ?", (blob, sha))
+
+
+def test_blobs_are_sealed_with_a_checksum(tmp_path: Path) -> None:
+    cached = CachedEmbedder(Counting(), tmp_path)
+    cached.embed_documents(["a"])
+    (blob,) = _blobs(cached.db_path).values()
+    assert len(blob) == 4 * 6 + 8
+
+
+def test_a_flipped_byte_is_a_miss_with_a_warning_naming_the_file(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    inner = Counting()
+    cached = CachedEmbedder(inner, tmp_path)
+    cached.embed_documents(DOCS)
+    sha, blob = next(iter(_blobs(cached.db_path).items()))
+    flipped = bytearray(blob)
+    flipped[5] ^= 0x10  # one bit of one float: a silent metric drop without the check
+    _set_blob(cached.db_path, sha, bytes(flipped))
+    caplog.set_level("WARNING")
+    again = CachedEmbedder(inner, tmp_path)
+    out = again.embed_documents(DOCS)
+    np.testing.assert_array_equal(out, np.stack([inner.vec("document", t) for t in DOCS]))
+    assert inner.calls[-1][1] in ([t] for t in DOCS)  # only the bad one recomputed
+    assert again.stats == {"hits": 4, "misses": 1, "inner_calls": 1, "bad": 1}
+    (rec,) = [r for r in caplog.records if r.name == "embedarena.embedders.cache"]
+    assert str(cached.db_path) in rec.getMessage() and "1 stored vector failed" in \
+        rec.getMessage()
+    # the bad blob was rewritten: the next reader finds all five intact
+    third = CachedEmbedder(inner, tmp_path)
+    third.embed_documents(DOCS)
+    assert third.stats == {"hits": 5, "misses": 0, "inner_calls": 0}
+
+
+def test_nan_and_moved_blobs_are_misses(tmp_path: Path) -> None:
+    from embedarena.embedders.cache import _seal, _text_key
+
+    inner = Counting()
+    cached = CachedEmbedder(inner, tmp_path)
+    cached.embed_documents(["a", "b"])
+    nan = np.full(6, np.nan, dtype="<f4").tobytes()
+    _set_blob(cached.db_path, _text_key("a"), _seal("document", _text_key("a"), nan))
+    blobs = _blobs(cached.db_path)
+    _set_blob(cached.db_path, _text_key("b"), blobs[_text_key("a")])  # a's blob under b's key
+    again = CachedEmbedder(inner, tmp_path)
+    out = again.embed_documents(["a", "b"])
+    assert np.isfinite(out).all() and again.stats["bad"] == 2
+    np.testing.assert_array_equal(out, np.stack([inner.vec("document", t) for t in "ab"]))
+
+
+def test_blobs_from_before_checksums_are_checked_for_finiteness_and_norm(
+        tmp_path: Path) -> None:
+    from embedarena.embedders.cache import _text_key
+
+    class Unit(Counting):
+        def vec(self, side: str, text: str) -> np.ndarray:
+            v = super().vec(side, text)
+            return (v / np.linalg.norm(v)).astype(np.float32)
+
+    inner = Unit()
+    cached = CachedEmbedder(inner, tmp_path)
+    cached.embed_documents(["a", "b", "c"])
+    good = inner.vec("document", "a").astype("<f4").tobytes()  # an old, unsealed blob
+    _set_blob(cached.db_path, _text_key("a"), good)
+    _set_blob(cached.db_path, _text_key("b"), (inner.vec("document", "b") * 3).tobytes())
+    _set_blob(cached.db_path, _text_key("c"), np.full(6, np.inf, "<f4").tobytes())
+    again = CachedEmbedder(inner, tmp_path)
+    out = again.embed_documents(["a", "b", "c"])
+    assert again.stats == {"hits": 1, "misses": 2, "inner_calls": 1, "bad": 2}
+    np.testing.assert_allclose(out, np.stack([inner.vec("document", t) for t in "abc"]),
+                               atol=1e-7)
+
+
+def test_reranker_scores_are_checked_too(tmp_path: Path) -> None:
+    from embedarena.embedders.cache import CachedReranker
+
+    class Scorer:
+        name, fingerprint, normalize = "rr", "rr:v1", None
+        calls = 0
+
+        def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+            Scorer.calls += 1
+            return np.arange(len(pairs), dtype=np.float32) + 0.5
+
+    rr = CachedReranker(Scorer(), tmp_path)
+    rr.score_pairs([("q", "d1"), ("q", "d2")])
+    with sqlite3.connect(rr.db_path) as con:
+        con.execute("UPDATE vectors SET vec = ?",
+                    (np.float32(99).tobytes() + b"\0" * 8,))
+    again = CachedReranker(Scorer(), tmp_path)
+    np.testing.assert_array_equal(again.score_pairs([("q", "d1"), ("q", "d2")]), [0.5, 1.5])
+    assert again.stats["bad"] == 2

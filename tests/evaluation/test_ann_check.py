@@ -85,3 +85,55 @@ def test_a_failed_ann_check_is_recorded_not_fatal(es_node, es_prefix, monkeypatc
     run = run_dense(client, target, f"{es_prefix}h", "m", emb, qs, k=5)
     assert run.results[0].retrieved and run.meta["ann_check"]["overlap"] is None
     assert "not in _source" in run.meta["ann_check"]["error"]
+
+
+@pytest.mark.es
+def test_ann_check_command_compares_saved_hnsw_runs_with_exact_search(
+        es_node, es_prefix, tiny_bert_dir, tmp_path, monkeypatch, cli) -> None:  # noqa: ANN001
+    """`embedarena ann-check EXPERIMENT` on the real node: overlap as the run recorded it,
+    the run's own metrics under HNSW, exactly, and the difference; other rows skipped."""
+    import json
+
+    import yaml
+
+    import embedarena as ea
+
+    for k, v in es_node.env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("EMBEDARENA_HOME", str(tmp_path / "home"))
+    (tmp_path / "labels.json").write_text(json.dumps(LABELS, ensure_ascii=False), "utf-8")
+    (tmp_path / "q.jsonl").write_text("".join(
+        json.dumps({"query": f"{t} 的问题", "pos": [t]}, ensure_ascii=False) + "\n"
+        for t in LABELS[::3]), "utf-8")
+    exp_file = tmp_path / "exp.yaml"
+    exp_file.write_text(yaml.safe_dump({
+        "name": "annx", "corpus": {"path": "labels.json"}, "queries": [{"path": "q.jsonl"}],
+        "metrics": ["recall@10", "mrr@10", "ndcg@10"], "depth": 10,
+        "index": {"prefix": es_prefix, "type": "hnsw", "m": 4, "ef_construction": 8,
+                  "num_candidates": 10},
+        "models": ["bm25", {"name": "tiny", "type": "hf", "path": str(tiny_bert_dir)}]}),
+        "utf-8")
+    res = ea.run_experiment(exp_file)
+    recorded = res.runs[("tiny", "q")].meta["ann_check"]
+    assert "exact search over the index's vectors" in recorded["exact"]
+    saved = json.loads((tmp_path / "runs" / "annx" / "q" / "tiny" / "meta.json").read_text(
+        "utf-8"))
+    assert saved["backend"] == "elasticsearch" and saved["elasticsearch"]["version"]
+
+    p = cli("ann-check", exp_file, "--json", tmp_path / "ann.json")
+    assert p.code == 0, p.stderr
+    assert "vs exact search on the same vectors" in p.stdout and "recall@10" in p.stdout
+    assert "What the approximation costs" in p.stdout and "tiny" in p.stdout
+    assert "skipped" in p.stderr and "bm25" in p.stderr and "not a dense kNN run" in p.stderr
+    out = json.loads((tmp_path / "ann.json").read_text("utf-8"))
+    (check,) = out["checks"]
+    assert check["model"] == "tiny" and check["index_type"] == "hnsw" and check["k"] == 10
+    assert check["overlap"]["overlap"] == pytest.approx(recorded["overlap"])
+    assert check["exact"].startswith(("faiss", "torch", "numpy"))
+    for m in ("recall@10", "mrr@10", "ndcg@10"):
+        got = check["metrics"][m]
+        assert got["hnsw"] == pytest.approx(res.comparison.value("tiny", "q", m))
+        assert got["delta"] == pytest.approx(got["exact"] - got["hnsw"])
+
+    flat = cli("ann-check", tmp_path / "runs" / "annx" / "q" / "bm25")
+    assert flat.code == 0 and "no HNSW runs to check" in flat.stderr

@@ -249,3 +249,55 @@ def test_cli_compare_errors_are_one_line(cli, tmp_path: Path, two_runs: Path) ->
     assert p.code == 4 and "no run.jsonl here or below" in p.stderr
     p = cli("compare", two_runs, "--metrics", "p@5")
     assert p.code == 2 and "ambiguous" in p.stderr and "Traceback" not in p.stderr
+
+
+# --- runs from different inputs (issue 12, item 4) -------------------------------------------
+
+
+def _save_with_inputs(d: Path, model: str, ranked: list[list[str]], corpus: str | None,
+                      queries: str = "q" * 64) -> Path:
+    run = make_run(model, "原数据", ranked)
+    run.meta.update({"queries_sha256": queries, **({"corpus_sha256": corpus} if corpus else {})})
+    run.save(d)
+    return d
+
+
+def test_mixed_inputs_marks_only_query_sets_whose_runs_differ() -> None:
+    from embedarena.evaluation.compare import describe_mixed, mixed_inputs
+
+    same = {"corpus_sha256": "a" * 64, "queries_sha256": "b" * 64}
+    assert mixed_inputs([("bge", "s", same), ("acge", "s", dict(same)),
+                         ("bge", "t", {"corpus_sha256": "c" * 64})]) == {}
+    marks = mixed_inputs([("bge", "s", same), ("acge", "s", {**same, "corpus_sha256": "d" * 64}),
+                          ("bm25", "s", {"queries_sha256": "b" * 64}), ("bge", "t", same)])
+    assert marks == {("bge", "s"): ["corpus aaaaaaaa"], ("acge", "s"): ["corpus dddddddd"],
+                     ("bm25", "s"): ["corpus not recorded"]}
+    (line,) = describe_mixed(marks)
+    assert "corpus aaaaaaaa: bge" in line and "corpus dddddddd: acge" in line
+    queries = mixed_inputs([("bge", "s", same), ("acge", "s", {**same, "queries_sha256": "e"})])
+    assert queries[("acge", "s")] == ["query file e"]
+
+
+def test_cli_compare_refuses_runs_of_different_corpora(cli, tmp_path: Path) -> None:  # noqa: ANN001
+    """The probe: run, change the corpus, re-run one model, compare. One line, exit 2."""
+    a = _save_with_inputs(tmp_path / "runs" / "bge", "bge", RANK_A, "1" * 64)
+    b = _save_with_inputs(tmp_path / "runs" / "acge", "acge", RANK_B, "2" * 64)
+    res = cli("compare", tmp_path / "runs")
+    assert res.code == ConfigError.exit_code and "Traceback" not in res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert "different inputs" in line and "corpus 11111111: bge" in line
+    assert "corpus 22222222: acge" in line and "--allow-mixed" in line
+    assert res.stdout == ""
+    res = cli("compare", a, b, "--allow-mixed", "--out", tmp_path / "cmp")
+    assert res.code == 0, res.stderr
+    assert "warning: query set '原数据' mixes inputs" in res.stderr
+    rows = md_rows((tmp_path / "cmp" / "comparison.md").read_text(encoding="utf-8"), "原数据")
+    assert set(rows) == {"bge [corpus 11111111]", "acge [corpus 22222222]"}
+    # a different query file under the same set name is refused the same way
+    _save_with_inputs(b, "acge", RANK_B, "1" * 64, queries="f" * 64)
+    res = cli("compare", a, b)
+    assert res.code == ConfigError.exit_code and "query file ffffffff: acge" in res.stderr
+    # the same inputs: no warning, plain labels
+    _save_with_inputs(b, "acge", RANK_B, "1" * 64)
+    res = cli("compare", a, b)
+    assert res.code == 0 and "warning" not in res.stderr and "acge [" not in res.stdout

@@ -157,7 +157,7 @@ def test_parse_metrics_syntax() -> None:
 
 
 @pytest.mark.parametrize("text,needle", [
-    ("foo@5", "known metrics: hit, map, mrr, ndcg, precise, precision, recall"),
+    ("foo@5", "known metrics: hit, map, mrr, ndcg, precise, precision, r_cap, recall"),
     ("p@5", "ambiguous"),
     ("precise", "needs a cutoff"),
     ("hit", "needs a cutoff"),
@@ -177,7 +177,8 @@ def test_bad_specs_raise_config_error(text: str, needle: str) -> None:
 def test_registry_rejects_duplicates_and_lists_names() -> None:
     with pytest.raises(ValueError, match="already registered"):
         register_metric("precise", lambda r, g, k: 0.0)
-    assert metric_names() == ["hit", "map", "mrr", "ndcg", "precise", "precision", "recall"]
+    assert metric_names() == ["hit", "map", "mrr", "ndcg", "precise", "precision", "r_cap",
+                              "recall"]
     assert get_metric("precise").percent and not get_metric("ndcg").percent
 
 

@@ -171,3 +171,23 @@ def test_wrong_password_is_one_clear_line(cli, es_node, tmp_path: Path) -> None:
     assert "authentication failed" in err and es_node.url in err
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "definitely-wrong-pw" not in proc.stderr + proc.stdout
+
+
+def test_node_password_file_follows_the_user_secret_rule(tmp_path: Path) -> None:
+    """One rule for every secret file (issue 12, item 16): the managed node's own password at
+    0644 is refused like a user's, with the chmod to run; at 0600 it is read."""
+    from embedarena.errors import ConfigError
+
+    node = ManagedNode("rule", home=tmp_path)
+    node.password_file.parent.mkdir(parents=True)
+    node.password_file.write_text("node-pw-123\n")
+    os.chmod(node.password_file, 0o644)
+    with pytest.raises(ConfigError, match=r"readable by group or others \(mode 0o644\); run: "
+                                          r"chmod 600") as ei:
+        node.password()
+    assert "node-pw-123" not in str(ei.value)
+    os.chmod(node.password_file, 0o600)
+    assert node.password() == "node-pw-123"
+    node.password_file.unlink()
+    with pytest.raises(NodeError, match="has the node been started"):
+        node.password()

@@ -41,6 +41,9 @@ def compare_cmd(
              "previous metric). Default: what each run's metrics.json holds.")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Also write comparison.md, .csv and .json here.")] = None,
+    allow_mixed: Annotated[bool, typer.Option(
+        "--allow-mixed", help="Show runs of one query set made from different corpora or "
+        "query files (marked with their inputs' hashes) instead of refusing.")] = False,
 ) -> None:
     """Compare saved runs side by side: models × metrics, one table per query set.
 
@@ -50,15 +53,33 @@ def compare_cmd(
 
     Metrics: precise, hit, recall, precision (@k, shown in %); mrr, map, ndcg (@k or whole list).
 
+    Runs of one query set made from different corpora or query files are refused (see
+    --allow-mixed).
+
     Example: embedarena compare runs/bge runs/bge-ft --metrics precise@1,2,5 --out report
     """
-    from embedarena.evaluation.compare import Comparison, load_run_dir
+    from embedarena.evaluation.compare import (
+        Comparison,
+        describe_mixed,
+        load_run_dir,
+        mixed_inputs,
+        refuse_mixed,
+    )
     from embedarena.evaluation.metrics import parse_metrics
 
     specs = parse_metrics(metrics) if metrics is not None else None
     dirs = find_run_dirs(run_dirs)
     loaded = [(d, *load_run_dir(d, specs)) for d in dirs]
     labels = _labels([(run.model, run.query_set, d) for d, run, _ in loaded])
+    marks = mixed_inputs([(lab, run.query_set, run.meta)
+                          for lab, (_, run, _) in zip(labels, loaded, strict=True)])
+    if not allow_mixed:
+        refuse_mixed(marks)
+    for line in describe_mixed(marks):
+        err_console.print(f"warning: {line}", highlight=False, markup=False)
+    labels = [f"{lab} [{', '.join(marks[(lab, run.query_set)])}]"
+              if (lab, run.query_set) in marks else lab
+              for lab, (_, run, _) in zip(labels, loaded, strict=True)]
     comparison = Comparison()
     # table titles say how many queries were scored and how many had no relevant gold
     for label, (_, run, result) in zip(labels, loaded, strict=True):

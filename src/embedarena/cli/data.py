@@ -205,8 +205,11 @@ def inspect(
             docs = readers.load_corpus(corpus, column=column, id_field=id_field,
                                        text_field=text_field, skip_bad=skip_bad)
             missing = readers.gold_not_in_corpus(docs, qs)
+            twins = readers.whitespace_twins(docs, (g for ids in missing.values() for g in ids))
             table.add_row("corpus", f"{escape(str(corpus))} ({len(docs)} documents)")
             table.add_row("queries with gold not in the corpus", str(len(missing)))
+            if twins:
+                table.add_row("  gold off by surrounding whitespace", str(len(twins)))
         console.print(table)
         if missing:
             texts = {q.qid: q.text for q in qs}
@@ -215,7 +218,7 @@ def inspect(
                 detail.add_column(col)
             for qid, ids in list(missing.items())[:show]:
                 detail.add_row(escape(qid), escape(_short(texts[qid])),
-                               escape(", ".join(_short(i, 40) for i in ids)))
+                               escape(", ".join(_gold_cell(i, twins) for i in ids)))
             console.print(detail)
             if len(missing) > show:
                 console.print(f"... and {len(missing) - show} more (--show N)")
@@ -246,6 +249,15 @@ def _report_rows(table: Table, report: LoadReport) -> None:
         table.add_row(f"  skipped: {escape(reason)}", str(count))
     for note, count in sorted(report.notes.items()):
         table.add_row(escape(note), str(count))
+
+
+def _gold_cell(label: str, twins: dict[str, str]) -> str:
+    """A missing gold label, quoted when its whitespace matters (never collapsed away)."""
+    from embedarena.data.readers import show_label
+
+    if label in twins or label != " ".join(label.split()):
+        return show_label(label if len(label) <= 40 else label[:39] + "…", twins.get(label))
+    return _short(label, 40)
 
 
 def _short(text: str, width: int = 60) -> str:

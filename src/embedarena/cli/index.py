@@ -31,6 +31,8 @@ def build(
                                        help="Corpus file (label.json, JSONL, CSV, XLSX)."),
     dataset: str | None = typer.Option(None, help="Use a named dataset's corpus instead."),
     column: str | None = typer.Option(None, help="CSV/XLSX column holding the text."),
+    encoding: str | None = typer.Option(None, help="Encoding of a CSV/TSV corpus (default: "
+                                        "detected: UTF-8, UTF-8 with BOM, or GBK/GB18030)."),
     experiment: Path | None = typer.Option(None, "--experiment", "-e", exists=True,
                                            dir_okay=False, help="Take corpus, models and "
                                            "index options from this experiment file."),
@@ -55,6 +57,9 @@ def build(
     from embedarena.cli.render import print_builds
     from embedarena.experiment import load_experiment
 
+    if encoding is not None and corpus is None:
+        raise ConfigError("--encoding applies to a --corpus file (an experiment's corpus takes "
+                          "`encoding:`)")
     if experiment is not None:
         exp = load_experiment(experiment)
         if no_cache:
@@ -66,7 +71,8 @@ def build(
         if (corpus is None) == (dataset is None):
             raise ConfigError("give exactly one of --corpus or --dataset")
         exp = inline_experiment(
-            model, name="index", corpus={"path": corpus, "dataset": dataset, "column": column},
+            model, name="index", corpus={"path": corpus, "dataset": dataset, "column": column,
+                                          "encoding": encoding},
             index={"prefix": prefix, "type": index_type, "similarity": similarity},
             cache=not no_cache)
         only = None
@@ -78,7 +84,11 @@ def build(
 
 @app.command("list")
 def list_(prefix: str = typer.Option("embedarena-", help="Alias prefix to list.")) -> None:
-    """List embedarena indexes with their model, document count and build time.
+    """List embedarena indexes with their model, live document count, state and build time.
+
+    `docs` is what the index holds now (with the planned count when they differ); `state`
+    is serving (an alias points at it), building (a live build owns it), kept (--keep-old)
+    or orphan (a killed build's partial index: `embedarena index prune` deletes it).
 
     Example: embedarena index list
     """
@@ -91,11 +101,18 @@ def list_(prefix: str = typer.Option("embedarena-", help="Alias prefix to list."
     if not rows:
         console.print(f"no embedarena indexes (prefix '{prefix}') at {target.display}")
         return
-    table = Table("alias", "model", "kind", "docs", "dim", "index", "created")
+    from rich.table import Column
+
+    # names stay whole (they are what `index delete` takes); other columns wrap first
+    table = Table(Column("alias", no_wrap=True), "model", "kind", "docs", "dim",
+                  Column("index", no_wrap=True,
+                         min_width=max(len(r["index"]) for r in rows)), "state", "created")
     for r in rows:
-        table.add_row(str(r.get("alias")), str(r.get("model", "")), str(r.get("kind", "")),
-                      str(r.get("doc_count", "")), str(r.get("dim", "")), r["index"],
-                      str(r.get("created", "")))
+        live, planned = r["live_doc_count"], r.get("doc_count")
+        docs = str(live) if planned in (None, live) else f"{live} of {planned}"
+        table.add_row(", ".join(r["aliases"]) or "-", str(r.get("model", "")),
+                      str(r.get("kind", "")), docs, str(r.get("dim", "")), r["index"],
+                      r["state"], str(r.get("created", "")))
     console.print(table)
 
 
@@ -121,10 +138,12 @@ def info(name: str = typer.Argument(..., help="Alias (e.g. embedarena-minilm) or
 
 
 @app.command()
-def delete(name: str = typer.Argument(..., help="Alias or model name."),
+def delete(name: str = typer.Argument(..., help="Alias, model name, or the name of one "
+                                      "physical index (as `index list` shows it)."),
            prefix: str = typer.Option("embedarena-", help="Alias prefix for model names."),
            yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")) -> None:
-    """Delete a model's index (the alias and every physical index behind it).
+    """Delete a model's index (the alias and every physical index behind it), or one physical
+    index that no alias points at (an orphan, or one kept with --keep-old).
 
     Example: embedarena index delete minilm --yes
     """
@@ -137,4 +156,29 @@ def delete(name: str = typer.Argument(..., help="Alias or model name."),
     client, target = connect()
     with es_errors(target):
         gone = delete_index(client, alias)
-    console.print(f"deleted {alias} ({', '.join(gone)})")
+    console.print(f"deleted {alias}" + ("" if gone == [alias] else f" ({', '.join(gone)})"),
+                  highlight=False)
+
+
+@app.command()
+def prune(prefix: str = typer.Option("embedarena-", help="Index name prefix."),
+          dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would go.")
+          ) -> None:
+    """Delete orphaned partial indexes: those that killed or crashed builds left (no alias
+    points at them and no live build owns them). Indexes kept with --keep-old stay.
+
+    Every build already does this for its own model; this does it for every model.
+
+    Example: embedarena index prune --dry-run
+    """
+    from embedarena.indexer.build import prune_orphans
+    from embedarena.indexer.es import connect, es_errors
+
+    client, target = connect()
+    with es_errors(target):
+        gone = prune_orphans(client, prefix=prefix, dry_run=dry_run)
+    if not gone:
+        console.print(f"no orphaned indexes (prefix '{prefix}') at {target.display}")
+        return
+    verb = "would delete" if dry_run else "deleted"
+    console.print(f"{verb} {len(gone)} orphaned index(es): {', '.join(gone)}", highlight=False)

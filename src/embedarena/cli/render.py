@@ -12,11 +12,17 @@ if TYPE_CHECKING:
     from embedarena.arena import ExperimentResult
 
 
-def cache_text(counts: dict[str, int]) -> str:
+def cache_text(counts: dict[str, int], what: str = "embedding", done: str = "embedded") -> str:
     if not counts:
         return ""
-    return (f"; embedding cache: {counts.get('hits', 0)} hits, {counts.get('misses', 0)} "
-            "embedded")
+    bad = counts.get("bad", 0)
+    return (f"; {what} cache: {counts.get('hits', 0)} hits, {counts.get('misses', 0)} {done}"
+            + (f" ({bad} damaged entr{'y' if bad == 1 else 'ies'} recomputed)" if bad else ""))
+
+
+def _caches(result: ExperimentResult, name: str) -> str:
+    rerank = result.stats.get(name, {}).get("rerank_cache") or {}
+    return cache_text(result.cache(name)) + cache_text(rerank, "rerank", "scored")
 
 
 def print_builds(result: ExperimentResult, only_reused: bool = False) -> None:
@@ -24,8 +30,10 @@ def print_builds(result: ExperimentResult, only_reused: bool = False) -> None:
     reused. `only_reused`: just the reuse lines (the build itself showed progress)."""
     for name in result.rows:
         b = result.builds.get(name)
-        cache = cache_text(result.cache(name))
-        if b is None:
+        cache = _caches(result, name)
+        if b is None:  # nothing to build (a two-stage or fused row); its caches still count
+            if only_reused and cache:
+                err_console.print(f"{escape(name)}: {cache[2:]}", highlight=False)
             continue
         if b.note:
             if not only_reused:

@@ -50,7 +50,8 @@ def report_cmd(
     report.md (the headline table for a wiki or chat).
 
     Each model is compared with the baseline by a paired randomization test and a paired
-    bootstrap confidence interval over queries (Holm-corrected across models).
+    bootstrap confidence interval over queries (Holm-corrected across models). Runs of one
+    query set made from different corpora or query files (their meta.json hashes) are refused.
 
     Example: embedarena report runs/quickstart --baseline bge --out reports/quickstart
     """

@@ -46,7 +46,9 @@ __all__ = [
     "load_train",
     "load_train_with_report",
     "read_table",
+    "show_label",
     "sniff_kind",
+    "whitespace_twins",
     "write_jsonl",
     "write_labels",
 ]
@@ -204,11 +206,11 @@ def _check_encoding_applies(path: Path, encoding: str | None, suffixes: Sequence
 
 
 def _decode_error(path: Path, raw: bytes, err: UnicodeDecodeError, line: int,
-                  where: str = "line", encoding: str = "utf-8") -> BadRecordError:
+                  where: str = "line", encoding: str = "utf-8", hint: str = "") -> BadRecordError:
     label = _encoding_label(encoding)
     bad = raw[err.start:err.start + 1].hex()
-    return BadRecordError(path, f"not valid {label} (byte 0x{bad} at column {err.start + 1})",
-                          line, where, f"not {label}")
+    return BadRecordError(path, f"not valid {label} (byte 0x{bad} at column {err.start + 1})"
+                                f"{hint}", line, where, f"not {label}")
 
 
 def iter_lines(path: Path, guard: RecordGuard | None,
@@ -275,8 +277,12 @@ def iter_json_values(path: Path, report: LoadReport,
             raise DataError(path, f"expected a JSON list or JSONL, got {_describe(data)}")
         if not data:
             raise DataError(path, "the JSON list is empty")
+        maybe_surrogates = _SURROGATE_ESCAPE.search(text) is not None
         for i, value in enumerate(data, 1):
             report.read += 1
+            if maybe_surrogates and (bad := _lone_surrogate(value)) is not None:
+                guard(_not_unicode(path, bad, i, "item"))
+                continue
             yield i, value
         return
     report.unit = "line"
@@ -290,7 +296,42 @@ def iter_json_values(path: Path, report: LoadReport,
             guard(BadRecordError(path, f"malformed JSON: {e.msg} (column {e.colno})", n, "line",
                                  "malformed JSON"))
             continue
+        if _SURROGATE_ESCAPE.search(line) and (bad := _lone_surrogate(value)) is not None:
+            guard(_not_unicode(path, bad, n, "line"))
+            continue
         yield n, value
+
+
+# `\ud800`-`\udfff` escapes: JSON may spell half of a UTF-16 pair, which Python keeps as a lone
+# surrogate that no UTF-8 encoder (hashing, Elasticsearch, the cache) accepts.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first string (value or key) in a parsed JSON value holding a lone surrogate."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value
+        return None
+    if isinstance(value, dict):
+        items: Iterable[Any] = (x for kv in value.items() for x in kv)
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        if (bad := _lone_surrogate(item)) is not None:
+            return bad
+    return None
+
+
+def _not_unicode(path: Path, text: str, n: int, where: str) -> BadRecordError:
+    char = next(c for c in text if 0xD800 <= ord(c) <= 0xDFFF)
+    return BadRecordError(path, f"not valid Unicode: the string holds a lone surrogate "
+                                f"\\u{ord(char):04x} (half of an escaped UTF-16 pair)", n, where,
+                          "not valid Unicode")
 
 
 def _cell_text(value: Any) -> str:
@@ -363,7 +404,8 @@ def _guarded(rows: Iterable[tuple[int, list[str], BadRecordError | None]],
             guard(err)
 
 
-def _decode_text(path: Path, raw: bytes, encoding: str) -> tuple[str, dict[int, BadRecordError]]:
+def _decode_text(path: Path, raw: bytes, encoding: str,
+                 hint: str = "") -> tuple[str, dict[int, BadRecordError]]:
     """The whole text, and the lines that do not decode by number. A bad line is left empty in
     the text (line ending kept), so the parser still sees every line and the numbers hold."""
     raw = raw.removeprefix(codecs.BOM_UTF8)
@@ -378,7 +420,7 @@ def _decode_text(path: Path, raw: bytes, encoding: str) -> tuple[str, dict[int, 
         try:
             parts.append(body.decode(encoding))
         except UnicodeDecodeError as e:
-            bad[n] = _decode_error(path, body, e, n, encoding=encoding)
+            bad[n] = _decode_error(path, body, e, n, encoding=encoding, hint=hint)
         parts.append(line[len(body):].decode("ascii") or "\n")
     return "".join(parts), bad
 
@@ -455,10 +497,10 @@ def _read_csv(path: Path, delimiter: str, encoding: str | None,
     raw = path.read_bytes()
     detected = detect_encoding(raw) if encoding is None else None
     codec = _codec(encoding) if encoding is not None else detected or "utf-8"
-    text, bad = _decode_text(path, raw, codec)
+    hint = "" if encoding or detected else NOT_DETECTED_HINT
+    text, bad = _decode_text(path, raw, codec, hint)
     if 1 in bad:
-        hint = "" if encoding or detected else NOT_DETECTED_HINT
-        raise DataError(path, f"the header is {bad[1].detail}{hint}", line=1)
+        raise DataError(path, f"the header is {bad[1].detail}", line=1)
     try:
         records, width = _parse_csv(path, text, delimiter)
     except pd.errors.EmptyDataError:
@@ -1047,6 +1089,27 @@ def gold_not_in_corpus(corpus: Corpus, queryset: QuerySet) -> dict[str, list[str
     ids = set(corpus.ids)
     return {q.qid: missing for q in queryset
             if (missing := [g for g in q.relevant if g not in ids])}
+
+
+def whitespace_twins(corpus: Corpus, labels: Iterable[str]) -> dict[str, str]:
+    """Gold labels missing from the corpus that equal a corpus id once surrounding whitespace
+    is stripped from both (`'甲状腺癌 '` vs `'甲状腺癌'`): label → that id. Nothing is
+    stripped silently (ids are compared exactly); this only explains the miss."""
+    ids = set(corpus.ids)
+    stripped: dict[str, str] = {}
+    for doc_id in corpus.ids:
+        stripped.setdefault(doc_id.strip(), doc_id)
+    return {g: stripped[g.strip()] for g in labels if g not in ids and g.strip() in stripped}
+
+
+def show_label(label: str, twin: str | None = None) -> str:
+    """A label as a message shows it: quoted (Python repr) when whitespace at its ends or
+    inside would otherwise be invisible, plus the corpus id it differs from only in that."""
+    plain = label == label.strip() and " ".join(label.split()) == label
+    out = label if plain else repr(label)
+    if twin is not None:
+        out += f" (the corpus has {twin!r}: they differ only in surrounding whitespace)"
+    return out
 
 
 # -- training data ---------------------------------------------------------------------------

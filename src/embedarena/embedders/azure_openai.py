@@ -19,6 +19,11 @@ SDK's cap (`MAX_RETRY_AFTER_DELAY`, 120 s in openai 3.54; older SDKs had 60 s an
 instead of refusing); a longer ask is not retried and stops with "asks to wait longer ...;
 try again later" (failing beats a silent long stall).
 Other waits are the SDK's jittered exponential backoff (0.5 s doubling, at most 8 s).
+A 200 whose body cannot be read (cut off by a proxy, not the embeddings schema, bad base64)
+is retried by us on the same attempt budget (0.5 s doubling, at most 8 s) and ends, after the
+last attempt, in the same one line ("HTTP 200 with an unreadable body (...) on all N
+attempts"). Short answers (49 vectors for 50 inputs), wrong dimensions and NaN are not
+retried: they are errors naming the batch (see `embedders.base.embed_batch`).
 Every retry is logged as a warning here (the SDK's INFO log, `OPENAI_LOG=info`, also shows
 each wait before it starts); exhausted attempts end in one line "HTTP 429 on all N attempts".
 401/403 raise `AuthError` naming the endpoint and where the key came from; 404 names the
@@ -30,10 +35,12 @@ embedder, messages are built from our own words, and server text goes through
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
+import json
 import logging
 import os
-import re
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -48,7 +55,7 @@ from embedarena.embedders.base import (
     settings_fingerprint,
 )
 from embedarena.errors import AuthError, ConfigError, EmbedderError, MissingExtraError
-from embedarena.secrets import scrub
+from embedarena.secrets import check_env_var_name, scrub
 
 if TYPE_CHECKING:
     import numpy as np
@@ -150,10 +157,7 @@ class _OpenAISettings(EmbedderSpec):
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
-            raise ValueError("api_key_env is the NAME of an environment variable (the key "
-                             "itself never goes into a spec)")
-        return v
+        return check_env_var_name(v, "api_key_env")
 
     def model_family(self) -> str | None:
         """Which OpenAI model this is, if recognisable (for `dimensions` checks, dim table)."""
@@ -434,6 +438,9 @@ class _OpenAIEmbedderBase(EmbedderBase):
         return self._client
 
     def _request(self, inputs: list[str]) -> np.ndarray:
+        """One request, retried by the SDK on HTTP errors and by us on an answer we cannot
+        read (a 200 whose body was cut off by a proxy, or is not the embeddings schema): both
+        draw on the same `max_attempts`."""
         import openai
 
         client = self._client_or_make()
@@ -441,15 +448,31 @@ class _OpenAIEmbedderBase(EmbedderBase):
         if self.spec.dimensions is not None:
             kwargs["dimensions"] = self.spec.dimensions
         self._attempt = 0
-        try:
-            resp = client.embeddings.create(**kwargs)
-        except openai.APIStatusError as e:
-            raise self._status_error(e) from None
-        except openai.APITimeoutError:
-            raise self._gave_up(f"no answer within {self.spec.timeout:g} s") from None
-        except openai.APIConnectionError as e:
-            raise self._gave_up(f"connection failed ({type(e.__cause__).__name__})") from None
-        return self._parse(resp, len(inputs))
+        while True:
+            left = self.spec.max_attempts - self._attempt
+            sender = client if self._attempt == 0 else client.with_options(max_retries=left - 1)
+            try:
+                try:
+                    resp = sender.embeddings.create(**kwargs)
+                except openai.APIResponseValidationError:
+                    raise _Unreadable("not the embeddings schema") from None
+                except (ValueError, TypeError, AttributeError, KeyError) as e:
+                    # create() decodes the JSON, then the base64 vectors, in the SDK's own code;
+                    # a cut or malformed body surfaces as any of these
+                    raise _Unreadable(_unreadable(e)) from None
+                return self._parse(resp, inputs)
+            except _Unreadable as e:
+                self._last_failure = f"HTTP 200 with an unreadable body ({e})"
+                if self._attempt >= self.spec.max_attempts:
+                    raise self._gave_up(self._last_failure) from None
+                _pause(min(0.5 * 2.0 ** (self._attempt - 1), 8.0))
+            except openai.APIStatusError as e:
+                raise self._status_error(e) from None
+            except openai.APITimeoutError:
+                raise self._gave_up(f"no answer within {self.spec.timeout:g} s") from None
+            except openai.APIConnectionError as e:
+                raise self._gave_up(f"connection failed ({type(e.__cause__).__name__})") \
+                    from None
 
     def _gave_up(self, what: str) -> EmbedderError:
         return EmbedderError(f"{self.provider} at {self.endpoint}: {what} on all "
@@ -476,20 +499,31 @@ class _OpenAIEmbedderBase(EmbedderBase):
             f"{self.provider} at {self.endpoint} rejected the request for '{self.model_arg}' "
             f"(HTTP {status}): {self._scrub(_error_text(e))}")
 
-    def _parse(self, resp: Any, n: int) -> np.ndarray:
+    def _parse(self, resp: Any, inputs: list[str]) -> np.ndarray:
         import numpy as np
 
-        data = sorted(resp.data, key=lambda d: d.index)
+        n = len(inputs)
+        raw = getattr(resp, "data", None)
+        if not isinstance(raw, list) or not all(
+                isinstance(getattr(d, "index", None), int) for d in raw):
+            raise _Unreadable("no list of indexed embeddings in it")
+        data = sorted(raw, key=lambda d: d.index)
         if [d.index for d in data] != list(range(n)):
             raise EmbedderError(f"{self.provider} at {self.endpoint} returned {len(data)} "
-                                f"embeddings for {n} inputs")
+                                f"embeddings for {n} inputs"
+                                + ("" if len(data) == n else
+                                   f" (indexes {_index_summary([d.index for d in data], n)})"))
         rows = []
         for d in data:
             emb = d.embedding
-            if isinstance(emb, str):
-                rows.append(np.frombuffer(base64.b64decode(emb), dtype="<f4"))
-            else:
-                rows.append(np.asarray(emb, dtype=np.float32))
+            try:
+                if isinstance(emb, str):
+                    rows.append(np.frombuffer(base64.b64decode(emb, validate=True), dtype="<f4"))
+                else:
+                    rows.append(np.asarray(emb, dtype=np.float32).reshape(-1))
+            except (ValueError, TypeError) as e:
+                raise _Unreadable(f"embedding {d.index} is not a vector: "
+                                  f"{type(e).__name__}") from None
         dims = {len(r) for r in rows}
         if len(dims) != 1:
             raise EmbedderError(f"{self.provider} returned vectors of mixed sizes {dims}")
@@ -500,11 +534,48 @@ class _OpenAIEmbedderBase(EmbedderBase):
             raise EmbedderError(f"model '{self.name}': expected {self._dim}-dim vectors, "
                                 f"{self.endpoint} returned {got}{hint}")
         self._dim = got
-        return np.stack(rows).astype(np.float32)
+        out = np.stack(rows).astype(np.float32)
+        finite = np.isfinite(out).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            preview = inputs[int(bad[0])][:40].replace("\n", " ")
+            raise EmbedderError(f"{self.provider} at {self.endpoint} returned NaN or infinite "
+                                f"values in {len(bad)} of {n} vectors (first for '{preview}')")
+        return out
 
 
 class _ContextLength(Exception):
     """Internal: the API said an input exceeds the model's context."""
+
+
+class _Unreadable(Exception):
+    """Internal: a 200 answer whose body is not a readable embeddings response (retryable)."""
+
+
+def _pause(seconds: float) -> None:
+    """Wait before retrying an unreadable answer (tests replace this to record the wait)."""
+    time.sleep(seconds)
+
+
+def _unreadable(e: BaseException) -> str:
+    """A short, secret-free description of why a body could not be decoded."""
+    if isinstance(e, json.JSONDecodeError):
+        return f"truncated or invalid JSON at character {e.pos} of {len(e.doc)}"
+    if isinstance(e, binascii.Error):
+        return "invalid base64 vector"
+    return f"not the embeddings schema: {type(e).__name__}"
+
+
+def _index_summary(got: list[int], n: int) -> str:
+    missing = sorted(set(range(n)) - set(got))
+    extra = len(got) - len(set(got))
+    parts = []
+    if missing:
+        shown = ", ".join(str(i) for i in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        parts.append(f"missing {shown}")
+    if extra:
+        parts.append(f"{extra} repeated")
+    return "; ".join(parts) or "out of range"
 
 
 def _asked_wait(headers: Any) -> str:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
-from embedarena.errors import EmbedderError
+from embedarena.errors import EmbedderError, batch_label, naming_batch
 from embedarena.specs import ModelSpec, register_spec
 
 if TYPE_CHECKING:
@@ -93,13 +93,57 @@ def check_output(arr: Any, n: int, dim: int | None, who: str) -> np.ndarray:
     """Coerce an adapter's output to C-contiguous float32 (n, dim), or fail naming the model."""
     import numpy as np
 
-    out = np.ascontiguousarray(np.asarray(arr, dtype=np.float32))
-    if out.ndim != 2 or out.shape[0] != n or (dim is not None and out.shape[1] != dim):
+    try:
+        out = np.ascontiguousarray(np.asarray(arr, dtype=np.float32))
+    except (TypeError, ValueError) as e:  # ragged lists, None, strings
+        raise EmbedderError(f"embedder '{who}' returned something that is not a {n} x "
+                            f"{dim if dim is not None else 'dim'} array of numbers "
+                            f"({type(e).__name__})") from None
+    if out.ndim == 2 and out.shape[0] != n:
+        raise EmbedderError(f"embedder '{who}' returned {out.shape[0]} vectors for {n} texts")
+    if out.ndim != 2 or (dim is not None and out.shape[1] != dim):
         raise EmbedderError(f"embedder '{who}' returned shape {tuple(out.shape)} for {n} texts "
                             f"(expected ({n}, {dim if dim is not None else 'dim'}))")
-    if not np.isfinite(out).all():
-        raise EmbedderError(f"embedder '{who}' returned NaN or infinite values")
+    finite = np.isfinite(out).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise EmbedderError(f"embedder '{who}' returned NaN or infinite values in {len(bad)} of "
+                            f"{n} vectors (first: text {int(bad[0]) + 1} of the call)")
     return out
+
+
+Side = Literal["query", "document"]
+
+
+def embed_batch(embedder: Embedder, side: Side, texts: Sequence[str], *, start: int = 0,
+                number: int = 1, total: int = 1, ids: Sequence[str] | None = None,
+                name: str | None = None) -> np.ndarray:
+    """One batch of a longer sequence through `embedder`, checked for shape and finiteness.
+
+    Any `EmbedderError` (HTTP 5xx after retries, a short answer, a wrong dimension, NaN, an
+    over-long text) comes back naming the model and the batch (`errors.batch_label`).
+    """
+    who = str(name or getattr(embedder, "name", "?"))
+    fn = embedder.embed_queries if side == "query" else embedder.embed_documents
+    with naming_batch(who, batch_label(side, number, total, start, len(texts), ids)):
+        return check_output(fn(list(texts)), len(texts), embedder.dim, who)
+
+
+def embed_in_batches(embedder: Embedder, side: Side, texts: Sequence[str],
+                     ids: Sequence[str] | None = None, batch_size: int = 256,
+                     name: str | None = None) -> np.ndarray:
+    """`embed_batch` over all of `texts`, `batch_size` at a time; the vectors in order."""
+    import numpy as np
+
+    texts = list(texts)
+    if not texts:
+        return np.zeros((0, embedder.dim), dtype=np.float32)
+    total = -(-len(texts) // batch_size)
+    parts = [embed_batch(embedder, side, texts[s:s + batch_size], start=s, number=i + 1,
+                         total=total, ids=None if ids is None else ids[s:s + batch_size],
+                         name=name)
+             for i, s in enumerate(range(0, len(texts), batch_size))]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 # -- registry ----------------------------------------------------------------------------------

@@ -7,8 +7,14 @@ instruction is applied to queries only. Layout::
 
     <cache_dir("embeddings")>/<fingerprint with ':' as '-'>/vectors.sqlite
 
-One SQLite file per fingerprint, table `vectors(side, sha, vec)` with raw little-endian float32
-blobs. Why SQLite: it is in the standard library, a lookup of thousands of keys is one indexed
+One SQLite file per fingerprint, table `vectors(side, sha, vec)`: each blob is the vector as
+little-endian float32 followed by an 8-byte BLAKE2b checksum over (side, sha, vector bytes).
+Every blob is checked on read: one that fails its checksum (flipped bits, a blob moved to
+another key), holds NaN/inf, or has the wrong length is a miss, recomputed and rewritten, with
+a warning naming the cache file; it is never handed on. Blobs written before checksums
+(exactly 4 x dim bytes) are accepted when finite and, for a normalised model, of unit length.
+
+Why SQLite: it is in the standard library, a lookup of thousands of keys is one indexed
 query, writes are transactions (a crash never leaves a half-written vector), and in WAL mode
 any number of readers work alongside one writer, across processes (two `embedarena run`s
 sharing a cache are fine; a `busy_timeout` makes a second writer wait rather than fail). One
@@ -20,6 +26,7 @@ vector per sha256 of query and document) under `cache_dir("rerank")`.
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -32,6 +39,8 @@ from embedarena.errors import EmbedderError
 
 if TYPE_CHECKING:
     import numpy as np
+
+log = logging.getLogger(__name__)
 
 _SQL_VARS = 500  # keys per SELECT ... IN (...) (SQLite's variable limit is 999 on old builds)
 _SCHEMA = """
@@ -49,13 +58,34 @@ def _text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
+_CHECK_BYTES = 8
+
+
+def _checksum(side: str, sha: bytes, vec: bytes) -> bytes:
+    """8 bytes of BLAKE2b over the key and the vector: a flipped bit, a truncated blob or a
+    blob copied under another key all fail it."""
+    h = hashlib.blake2b(digest_size=_CHECK_BYTES)
+    for part in (side.encode(), sha, vec):
+        h.update(len(part).to_bytes(4, "little"))
+        h.update(part)
+    return h.digest()
+
+
+def _seal(side: str, sha: bytes, vec: bytes) -> bytes:
+    return vec + _checksum(side, sha, vec)
+
+
 class VectorStore:
     """One SQLite file of fixed-length float32 vectors keyed by (side, sha); the only place
     that talks to SQLite, so its errors are mapped once."""
 
-    def __init__(self, path: Path, label: str) -> None:
+    def __init__(self, path: Path, label: str, unit_norm: bool = False) -> None:
         self.path = path
         self.label = label
+        #: Vectors of a normalised model: an unsealed (old) blob must have length ~1 (or 0).
+        self.unit_norm = unit_norm
+        #: Stored blobs found bad (and recomputed) by this store's reads.
+        self.bad = 0
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -99,25 +129,53 @@ class VectorStore:
 
     def _lookup(self, con: sqlite3.Connection, side: str, keys: list[bytes],
                 dim: int) -> dict[bytes, np.ndarray]:
-        import numpy as np
-
         found: dict[bytes, np.ndarray] = {}
         unique = list(dict.fromkeys(keys))
+        bad = 0
         try:
             for start in range(0, len(unique), _SQL_VARS):
                 chunk = unique[start:start + _SQL_VARS]
                 q = (f"SELECT sha, vec FROM vectors WHERE side = ? AND sha IN "
                      f"({','.join('?' * len(chunk))})")
                 for sha, blob in con.execute(q, (side, *chunk)):
-                    if len(blob) == 4 * dim:  # anything else is not ours: treat as a miss
-                        found[bytes(sha)] = np.frombuffer(blob, dtype="<f4")
+                    vec = self._verified(side, bytes(sha), bytes(blob), dim)
+                    if vec is None:
+                        bad += 1
+                    else:
+                        found[bytes(sha)] = vec
         except sqlite3.Error as e:
             raise EmbedderError(f"{self.label} cache {self.path}: {e}") from None
+        if bad:
+            self.bad += bad
+            log.warning("%s cache %s: %d stored vector%s failed the integrity check (checksum, "
+                        "NaN/inf or length); recomputing %s", self.label, self.path, bad,
+                        "" if bad == 1 else "s", "it" if bad == 1 else "them")
         return found
+
+    def _verified(self, side: str, sha: bytes, blob: bytes, dim: int) -> np.ndarray | None:
+        """The vector in `blob` if it is intact, else None (a miss)."""
+        import numpy as np
+
+        if len(blob) == 4 * dim + _CHECK_BYTES:
+            raw, check = blob[:-_CHECK_BYTES], blob[-_CHECK_BYTES:]
+            if _checksum(side, sha, raw) != check:
+                return None
+            vec = np.frombuffer(raw, dtype="<f4")
+            return vec if np.isfinite(vec).all() else None
+        if len(blob) != 4 * dim:  # another model's vector, or a cut blob
+            return None
+        vec = np.frombuffer(blob, dtype="<f4")  # written before checksums: check what we can
+        if not np.isfinite(vec).all():
+            return None
+        if self.unit_norm:
+            norm = float(np.linalg.norm(vec))
+            if abs(norm - 1.0) > 1e-3 and norm > 1e-6:
+                return None
+        return vec
 
     def _store(self, con: sqlite3.Connection, side: str, keys: list[bytes],
                vecs: np.ndarray, name: str) -> None:
-        rows = [(side, k, v.astype("<f4").tobytes()) for k, v in zip(keys, vecs)]
+        rows = [(side, k, _seal(side, k, v.astype("<f4").tobytes())) for k, v in zip(keys, vecs)]
         try:
             con.execute("BEGIN IMMEDIATE")
             con.executemany("INSERT OR REPLACE INTO vectors (side, sha, vec) VALUES (?, ?, ?)",
@@ -155,6 +213,7 @@ class CachedEmbedder:
         self.hits = 0
         self.misses = 0
         self.inner_calls = 0
+        self.bad = 0  # stored entries that failed the integrity check (recomputed)
 
     # -- protocol (delegated) ------------------------------------------------------------------
     @property
@@ -178,7 +237,10 @@ class CachedEmbedder:
 
     @property
     def stats(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses, "inner_calls": self.inner_calls}
+        out = {"hits": self.hits, "misses": self.misses, "inner_calls": self.inner_calls}
+        if self.bad:
+            out["bad"] = self.bad
+        return out
 
     @property
     def db_path(self) -> Path:
@@ -209,10 +271,12 @@ class CachedEmbedder:
             todo = [texts[i] for i in first]
             return check_output(fn(todo), len(todo), dim, self.name)
 
-        out, hits, computed = VectorStore(self.db_path, "embedding").fetch(
-            side, [_text_key(t) for t in texts], dim, compute, self.name)
+        store = VectorStore(self.db_path, "embedding", unit_norm=self.normalized)
+        out, hits, computed = store.fetch(side, [_text_key(t) for t in texts], dim, compute,
+                                          self.name)
         self.hits += hits
         self.misses += computed
+        self.bad += store.bad
         return out
 
 
@@ -231,6 +295,7 @@ class CachedReranker(ComputeScore):
         self.hits = 0
         self.misses = 0
         self.inner_calls = 0
+        self.bad = 0  # stored entries that failed the integrity check (recomputed)
 
     @property
     def fingerprint(self) -> str:
@@ -242,7 +307,10 @@ class CachedReranker(ComputeScore):
 
     @property
     def stats(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses, "inner_calls": self.inner_calls}
+        out = {"hits": self.hits, "misses": self.misses, "inner_calls": self.inner_calls}
+        if self.bad:
+            out["bad"] = self.bad
+        return out
 
     @property
     def db_path(self) -> Path:
@@ -272,8 +340,9 @@ class CachedReranker(ComputeScore):
             return scores.reshape(-1, 1)
 
         keys = [_text_key(f"{q}\x1f{d}") for q, d in pairs]
-        out, hits, computed = VectorStore(self.db_path, "reranker score").fetch(
-            "pair", keys, 1, compute, self.name)
+        store = VectorStore(self.db_path, "reranker score")
+        out, hits, computed = store.fetch("pair", keys, 1, compute, self.name)
         self.hits += hits
         self.misses += computed
+        self.bad += store.bad
         return out.reshape(-1)

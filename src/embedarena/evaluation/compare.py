@@ -18,7 +18,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -336,6 +336,55 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
             raise DataError(p, "no run.jsonl here or below: not a run directory")
         found.update(dict.fromkeys(below))
     return list(found)
+
+
+#: Run metadata that says which inputs a run scored: (meta key, what it names).
+INPUT_KEYS = (("corpus_sha256", "corpus"), ("queries_sha256", "query file"))
+MIXED_HINT = ("compare runs made from one corpus and one query file (re-run the stale ones), "
+              "or pass --allow-mixed to show them with their inputs marked")
+
+
+def mixed_inputs(runs: Iterable[tuple[str, str, Mapping[str, Any]]],
+                 ) -> dict[tuple[str, str], list[str]]:
+    """Where one query set's runs were made from different corpora or query files.
+
+    `runs` are (label, query set, meta.json). The answer maps (label, query set) to marks such
+    as `corpus 1a2b3c4d` for every run of a query set whose table would otherwise mix inputs
+    without a word (a run whose meta records no hash is marked `corpus not recorded`); empty
+    when each query set's runs agree. Different query sets may come from different corpora:
+    each is its own table.
+    """
+    by_set: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+    for label, qs, meta in runs:
+        by_set.setdefault(qs, []).append((label, meta))
+    marks: dict[tuple[str, str], list[str]] = {}
+    for qs, items in by_set.items():
+        for key, what in INPUT_KEYS:
+            known = {str(meta[key]) for _, meta in items if meta.get(key)}
+            if len(known) < 2:
+                continue
+            for label, meta in items:
+                sha = meta.get(key)
+                marks.setdefault((label, qs), []).append(
+                    f"{what} {str(sha)[:8]}" if sha else f"{what} not recorded")
+    return marks
+
+
+def describe_mixed(marks: Mapping[tuple[str, str], list[str]]) -> list[str]:
+    """One line per query set with mixed inputs: which runs used which inputs."""
+    by_set: dict[str, dict[str, list[str]]] = {}
+    for (label, qs), ms in marks.items():
+        by_set.setdefault(qs, {}).setdefault(", ".join(ms), []).append(label)
+    return [f"query set {qs or 'queries'!r} mixes inputs: "
+            + "; ".join(f"{inputs}: {', '.join(labels)}" for inputs, labels in groups.items())
+            for qs, groups in by_set.items()]
+
+
+def refuse_mixed(marks: Mapping[tuple[str, str], list[str]], hint: str = MIXED_HINT) -> None:
+    """A `ConfigError` naming the runs when query sets mix corpora or query files."""
+    if marks:
+        raise ConfigError("runs from different inputs in one table: "
+                          + " | ".join(describe_mixed(marks)) + f"; {hint}")
 
 
 def load_run_dir(path: Path,

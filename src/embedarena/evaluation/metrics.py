@@ -16,6 +16,13 @@ Conventions (all tested against ir-measures / pytrec_eval in tests/evaluation/te
 - **ndcg@k** is trec_eval's `ndcg_cut.k` / ir-measures `nDCG@k`: linear gain (the grade itself),
   discount log2(rank + 1), ideal ranking built from all judged gains and cut at k.
 - **mrr@k** is 1/rank of the first relevant id within the top k, else 0.
+- Three metrics are all called "Recall@k" somewhere, so each has its own name here:
+  **recall@k** = relevant found in the top k / |relevant| (ir-measures `R@k`, trec_eval
+  `recall_k`); **hit@k** = 1 if any relevant is in the top k (ir-measures `Success@k`);
+  **r_cap@k** = relevant found in the top k / min(k, |relevant|) (BEIR's `R_cap@k`, capped
+  recall: it reaches 1 when the top k is all relevant, however many relevant there are; it
+  is recall@k when |relevant| <= k and precision@k otherwise). FlagEmbedding's
+  `eval_msmarco.py` printed each of these as "Recall@k" in turn during 2024.
 - **Duplicate ids** in a ranked list count at their first occurrence only: a repeated id keeps
   its rank slot (it was shown to the user) but earns nothing. trec_eval itself rejects
   duplicate docnos and ir-measures runs are dicts, so this is the only consistent reading.
@@ -143,6 +150,16 @@ def recall_at_k(retrieved: Sequence[str], gold: Mapping[str, float], k: int | No
     return len(rel & set(retrieved if k is None else retrieved[:k])) / len(rel)
 
 
+def r_cap_at_k(retrieved: Sequence[str], gold: Mapping[str, float], k: int | None) -> float:
+    """|relevant ∩ top k| / min(k, |relevant|) (BEIR `R_cap@k`): a full top k scores 1."""
+    if k is None:
+        raise ValueError("r_cap needs a cutoff")
+    rel = _relevant(gold)
+    if not rel:
+        return 0.0
+    return len(rel & set(retrieved[:k])) / min(k, len(rel))
+
+
 def precision_at_k(retrieved: Sequence[str], gold: Mapping[str, float], k: int | None) -> float:
     """Standard P@k: |relevant ∩ top k| / k, by k even if fewer were retrieved (`P@k`)."""
     if k is None:
@@ -197,6 +214,8 @@ register_metric("hit", hit_at_k, percent=True,
                 summary="share of queries with at least one gold label in the top k")
 register_metric("recall", recall_at_k, percent=True,
                 summary="share of a query's gold labels found in the top k")
+register_metric("r_cap", r_cap_at_k, percent=True,
+                summary="capped recall (BEIR R_cap@k): gold found in the top k / min(k, |gold|)")
 register_metric("precision", precision_at_k, percent=True,
                 summary="standard P@k: share of the top k that is relevant (not precise@k)")
 register_metric("mrr", mrr_at_k, cutoff_optional=True,

@@ -12,6 +12,7 @@ so its users can open our indexes directly.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,10 +21,25 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from embedarena import __version__
 from embedarena.data.types import Corpus
-from embedarena.errors import ConfigError, IndexMismatchError, SearchBackendError
+from embedarena.errors import (
+    ConfigError,
+    EmbedderError,
+    IndexMismatchError,
+    SearchBackendError,
+    batch_label,
+    naming_batch,
+)
 from embedarena.indexer.analysis import SEGMENTED_FIELD, AnalysisChain, check_chain, get_chain
 from embedarena.indexer.es import Target, es_errors
+from embedarena.indexer.locks import (
+    LOCK_INDEX,
+    BuildClaim,
+    alias_lock,
+    forget_claim,
+    live_claims,
+)
 from embedarena.names import index_slug
+from embedarena.progress import current
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -73,6 +89,8 @@ class BuildResult:
     deleted_old: list[str] = field(default_factory=list)
     #: A line for the user when the row has no index of its own (a hybrid).
     note: str | None = None
+    #: Orphaned partial indexes of this alias removed before the build (killed builds).
+    pruned: list[str] = field(default_factory=list)
 
 
 def alias_for(model_name: str, prefix: str = "embedarena-") -> str:
@@ -133,17 +151,31 @@ def choose_similarity(embedder: Embedder, options: IndexOptions) -> str:
 
 
 # -- reading what is there -------------------------------------------------------------------
-def alias_target(client: Elasticsearch, alias: str) -> str | None:
-    """The physical index behind an alias, None when the alias does not exist."""
+def alias_indexes(client: Elasticsearch, alias: str) -> list[str]:
+    """Every physical index behind an alias (sorted; [] when the alias does not exist)."""
     if not client.indices.exists_alias(name=alias):
         if client.indices.exists(index=alias):
             raise ConfigError(
                 f"'{alias}' is a concrete index, not an embedarena alias; delete it or choose "
                 "another index prefix"
             )
-        return None
-    names = list(client.indices.get_alias(name=alias).keys())
-    return sorted(names)[-1] if names else None
+        return []
+    return sorted(client.indices.get_alias(name=alias).keys())
+
+
+def alias_target(client: Elasticsearch, alias: str) -> str | None:
+    """The physical index behind an alias, None when the alias does not exist.
+
+    An alias on more than one index (left by a pre-lock concurrent build) would return every
+    hit once per index: refused, naming the command that repairs it.
+    """
+    names = alias_indexes(client, alias)
+    if len(names) > 1:
+        raise SearchBackendError(
+            f"alias {alias} points at {len(names)} indexes ({', '.join(names)}), so every hit "
+            f"would count {len(names)} times; `embedarena index build` for this model repairs "
+            f"it (or `embedarena index delete {alias} --yes`)")
+    return names[0] if names else None
 
 
 def index_meta(client: Elasticsearch, alias: str) -> dict[str, Any] | None:
@@ -189,6 +221,8 @@ class Builder:
     chunk_size: int = 256
     embed_batch: int = 256
     max_retries: int = 5
+    #: Called with the new index just before the alias lock is taken (tests force races here).
+    before_swap: Callable[[str], None] | None = None
 
     def build_dense(self, alias: str, model_name: str, embedder: Embedder, corpus: Corpus,
                     options: IndexOptions, model_public: dict[str, Any] | None = None,
@@ -208,14 +242,22 @@ class Builder:
         mapping = dense_mapping(embedder.dim, similarity, options, meta)
 
         def actions() -> Iterator[dict[str, Any]]:
+            import numpy as np
+
+            total = -(-len(corpus) // self.embed_batch)
             for start in range(0, len(corpus), self.embed_batch):
                 ids = corpus.ids[start:start + self.embed_batch]
                 texts = corpus.texts[start:start + self.embed_batch]
-                vecs = embedder.embed_documents(texts)
-                if vecs.shape != (len(texts), embedder.dim):
-                    raise SearchBackendError(
-                        f"embedder '{model_name}' returned shape {vecs.shape} for {len(texts)} "
-                        f"texts (expected dim {embedder.dim})")
+                # an embedder error names the batch and its first id (issue 12)
+                with naming_batch(model_name, batch_label(
+                        "document", start // self.embed_batch + 1, total, start, len(texts),
+                        ids)):
+                    vecs = embedder.embed_documents(texts)
+                    if vecs.shape != (len(texts), embedder.dim):
+                        raise EmbedderError(f"returned shape {vecs.shape} for {len(texts)} "
+                                            f"texts (expected dim {embedder.dim})")
+                    if not np.isfinite(vecs).all():
+                        raise EmbedderError("returned NaN or infinite values")
                 for j, (doc_id, text) in enumerate(zip(ids, texts)):
                     yield self._action(corpus, start + j, doc_id, text,
                                        {VECTOR_FIELD: vecs[j].tolist()})
@@ -250,12 +292,45 @@ class Builder:
     # -- internals -----------------------------------------------------------------------
     def _reusable(self, alias: str, fingerprint: str, corpus: Corpus,
                   settings_key: str) -> BuildResult | None:
-        """The alias's index when it was built by this fingerprint, corpus and settings."""
+        """The alias's index when it was built by this fingerprint, corpus and settings.
+
+        An alias on several indexes is repaired here: it keeps the newest current and
+        complete one and drops the others, or (none current) the build replaces them all."""
         with es_errors(self.target, f"index {alias}"):
+            if len(alias_indexes(self.client, alias)) > 1:
+                return self._repair(alias, fingerprint, corpus, settings_key)
             meta = index_meta(self.client, alias)
         if meta is None or not is_current(meta, fingerprint, corpus, settings_key):
             return None
         return BuildResult(alias, meta["index"], int(meta["doc_count"]), True, 0.0, meta)
+
+    def _repair(self, alias: str, fingerprint: str, corpus: Corpus,
+                settings_key: str) -> BuildResult | None:
+        with alias_lock(self.client, alias):
+            names = alias_indexes(self.client, alias)
+            if len(names) < 2:  # repaired meanwhile by another builder
+                meta = index_meta(self.client, alias)
+                if meta is None or not is_current(meta, fingerprint, corpus, settings_key):
+                    return None
+                return BuildResult(alias, meta["index"], int(meta["doc_count"]), True, 0.0,
+                                   meta)
+            keep = None
+            for name in reversed(names):  # newest first: the names end in their build time
+                meta = dict(_mapping_meta(self.client, name), index=name)
+                if (is_current(meta, fingerprint, corpus, settings_key)
+                        and int(self.client.count(index=name)["count"]) == len(corpus)):
+                    keep = meta
+                    break
+            if keep is None:
+                return None  # nothing to keep: the build's swap replaces every one of them
+            drop = [n for n in names if n != keep["index"]]
+            resp = self.client.indices.update_aliases(
+                actions=[{"remove_index": {"index": n}} for n in drop])
+            check_aliases_response(resp, alias)
+        current().note(f"alias {alias} pointed at {len(names)} indexes; kept {keep['index']} "
+                       f"(current, {len(corpus)} docs), deleted {', '.join(drop)}",
+                       level="warning")
+        return BuildResult(alias, keep["index"], len(corpus), True, 0.0, keep, drop)
 
     def _meta(self, model_name: str, fp: str, corpus: Corpus, settings_key: str,
               model_public: dict[str, Any] | None, extra: dict[str, Any]) -> dict[str, Any]:
@@ -289,13 +364,23 @@ class Builder:
         if len(set(corpus.ids)) != len(corpus.ids):
             raise ConfigError(f"corpus {corpus.source} has duplicate ids; ids must be unique")
         t0 = time.monotonic()
+        with es_errors(self.target, f"prune {alias}"):
+            pruned = prune_orphans(self.client, alias=alias)
+        if pruned:
+            current().note(f"deleted {len(pruned)} orphaned partial index(es) of {alias} "
+                           f"(killed builds): {', '.join(pruned)}", level="warning")
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S%f")
         index = f"{alias}-{stamp}-{meta['fingerprint'].split(':')[-1][:8]}".lower()
+        claim = BuildClaim(self.client, alias, index)  # before the index exists: never an orphan
         with es_errors(self.target, f"create index {index}"):
-            self.client.indices.create(index=index, mappings=mapping,
-                                       settings={**index_settings(options),
-                                                 **(extra_settings or {})})
-        ok = False
+            claim.acquire()
+            try:
+                self.client.indices.create(index=index, mappings=mapping,
+                                           settings={**index_settings(options),
+                                                     **(extra_settings or {})})
+            except BaseException:
+                claim.release()
+                raise
         try:
             failures: list[str] = []
             n_ok = 0
@@ -327,26 +412,86 @@ class Builder:
                 raise SearchBackendError(
                     f"index {index} holds {count} documents after loading {n_ok}, but the corpus "
                     f"has {len(corpus)}; the alias was not switched")
-            deleted = self._swap_alias(alias, index, keep_old)
-            ok = True
+            if self.before_swap is not None:
+                self.before_swap(index)
+            deleted = self._swap_alias(alias, index, meta, keep_old)
             return BuildResult(alias, index, count, False, time.monotonic() - t0,
-                               dict(meta, index=index), deleted)
+                               dict(meta, index=index), deleted, pruned=pruned)
+        except BaseException as e:
+            # never raises, and never deletes an index that an alias points at
+            if not self._discard(index) and isinstance(e, SearchBackendError):
+                raise type(e)(f"{e}; the partial index {index} could not be removed now: the "
+                              f"next build of {alias} (or `embedarena index prune`) removes it"
+                              ) from None
+            raise
         finally:
-            if not ok:
-                self.client.indices.delete(index=index, ignore_unavailable=True)
+            claim.release()
 
-    def _swap_alias(self, alias: str, index: str, keep_old: bool) -> list[str]:
-        with es_errors(self.target, f"alias {alias}"):
-            old = alias_target(self.client, alias)
-            olds = (list(self.client.indices.get_alias(name=alias).keys())
-                    if old is not None else [])
-            acts: list[dict[str, Any]] = [{"remove": {"index": o, "alias": alias}} for o in olds]
+    def _discard(self, index: str) -> bool:
+        """Delete a failed build's index unless an alias points at it; False when the node
+        could not be asked (the index is then an orphan for the next prune)."""
+        from elastic_transport import TransportError
+        from elasticsearch import ApiError, NotFoundError
+
+        try:
+            body = self.client.indices.get_alias(index=index).get(index) or {}
+            if not body.get("aliases"):
+                self.client.indices.delete(index=index, ignore_unavailable=True)
+        except NotFoundError:
+            pass
+        except (ApiError, TransportError):
+            return False
+        return True
+
+    def _swap_alias(self, alias: str, index: str, meta: dict[str, Any],
+                    keep_old: bool) -> list[str]:
+        """Under the alias lock: attach `index` and detach (and, unless `keep_old`, delete)
+        every index the alias pointed at, in one `_aliases` call that fails as a whole if any
+        of them has changed meanwhile."""
+        with es_errors(self.target, f"alias {alias}"), alias_lock(self.client, alias):
+            built = _mapping_meta(self.client, index)
+            if (built.get("fingerprint"), built.get("created")) != \
+                    (meta["fingerprint"], meta["created"]):
+                raise SearchBackendError(f"index {index} was replaced while it was built "
+                                         "(deleted by hand?); the alias was not switched")
+            olds = [o for o in alias_indexes(self.client, alias) if o != index]
+            acts: list[dict[str, Any]] = []
+            for o in olds:
+                if keep_old:  # marked first, so a prune never takes it for an orphan
+                    _mark_kept(self.client, o)
+                    acts.append({"remove": {"index": o, "alias": alias, "must_exist": True}})
+                else:  # detached and deleted in the same atomic call
+                    acts.append({"remove_index": {"index": o}})
             acts.append({"add": {"index": index, "alias": alias}})
-            self.client.indices.update_aliases(actions=acts)
-            if not keep_old:
-                for o in olds:
-                    self.client.indices.delete(index=o, ignore_unavailable=True)
+            check_aliases_response(self.client.indices.update_aliases(actions=acts), alias)
         return [] if keep_old else olds
+
+
+def check_aliases_response(resp: Any, alias: str) -> None:
+    """An `_aliases` call can answer 200 with `errors: true` (per-action results): refuse."""
+    body = getattr(resp, "body", resp)
+    if not isinstance(body, dict):
+        return
+    if body.get("errors") or body.get("acknowledged") is False:
+        bad = [r for r in body.get("action_results") or [] if r.get("status", 200) >= 300]
+        what = "; ".join(f"{r.get('action', {}).get('type')} "
+                         f"{','.join(r.get('action', {}).get('indices') or [])}: "
+                         f"{(r.get('error') or {}).get('reason', r.get('status'))}"
+                         for r in bad) or "not acknowledged"
+        raise SearchBackendError(f"alias {alias}: the alias update failed in part ({what}); "
+                                 f"`embedarena index list` shows where it points now")
+
+
+def _mapping_meta(client: Elasticsearch, index: str) -> dict[str, Any]:
+    body = client.indices.get_mapping(index=index)
+    return dict(next(iter(body.values()))["mappings"].get("_meta") or {})
+
+
+def _mark_kept(client: Elasticsearch, index: str) -> None:
+    """Record in its `_meta` that an index was detached on purpose (`--keep-old`)."""
+    meta = _mapping_meta(client, index)
+    meta["kept"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    client.indices.put_mapping(index=index, meta=meta)
 
 
 def lexical_fingerprint(analyzer: str) -> str:
@@ -362,24 +507,89 @@ def _settings_key(obj: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def list_indexes(client: Elasticsearch, prefix: str = "embedarena-") -> list[dict[str, Any]]:
-    """Every embedarena alias with its physical index and `_meta` (for `index list`)."""
-    out = []
-    aliases = client.indices.get_alias(index=f"{prefix}*", allow_no_indices=True,
+#: `<alias>-<20-digit UTC time>-<fingerprint[:8]>`: the physical indexes a build writes.
+PHYSICAL = re.compile(r"^(?P<alias>.+)-\d{20}-[a-z0-9]+$")
+
+
+def index_states(client: Elasticsearch, pattern: str) -> list[dict[str, Any]]:
+    """Every index matching `pattern` (the lock index aside) with its aliases, `_meta`, live
+    document count and state: `serving` (an alias points at it), `building` (a live build
+    owns it), `kept` (detached by `--keep-old`), `orphan` (a killed build's partial index) or
+    `other` (not named like a build's index)."""
+    aliases = client.indices.get_alias(index=pattern, allow_no_indices=True,
                                        ignore_unavailable=True)
-    for index, body in sorted(aliases.items()):
-        mapping = client.indices.get_mapping(index=index)[index]["mappings"]
-        meta = mapping.get("_meta") or {}
-        names = list((body.get("aliases") or {}).keys())
-        out.append({"alias": names[0] if names else None, "index": index, **meta})
+    names = sorted(n for n in aliases if n != LOCK_INDEX)
+    if not names:
+        return []
+    mappings = client.indices.get_mapping(index=pattern, allow_no_indices=True,
+                                          ignore_unavailable=True)
+    claims = live_claims(client, names)
+    out = []
+    for name in names:
+        meta = dict((mappings.get(name) or {}).get("mappings", {}).get("_meta") or {})
+        attached = sorted((aliases[name] or {}).get("aliases") or {})
+        if attached:
+            state = "serving"
+        elif name in claims:
+            state = "building"
+        elif meta.get("kept"):
+            state = "kept"
+        elif PHYSICAL.match(name):
+            state = "orphan"
+        else:
+            state = "other"
+        out.append({**meta, "index": name, "aliases": attached,
+                    "alias": attached[0] if attached else None, "state": state,
+                    "live_doc_count": int(client.count(index=name)["count"])})
     return out
 
 
-def delete_index(client: Elasticsearch, alias: str) -> list[str]:
-    """Delete an alias and every physical index behind it."""
-    if not client.indices.exists_alias(name=alias):
-        raise ConfigError(f"no embedarena index named '{alias}'")
-    names = list(client.indices.get_alias(name=alias).keys())
-    for n in names:
-        client.indices.delete(index=n)
-    return names
+def list_indexes(client: Elasticsearch, prefix: str = "embedarena-") -> list[dict[str, Any]]:
+    """Every physical index under the prefix with its alias, `_meta`, state and live count
+    (for `index list`; `doc_count` is the planned count from `_meta`)."""
+    return index_states(client, f"{prefix}*")
+
+
+def prune_orphans(client: Elasticsearch, *, alias: str | None = None,
+                  prefix: str = "embedarena-", dry_run: bool = False) -> list[str]:
+    """Delete the partial indexes that killed builds left: named like a build's index (of
+    `alias`, or of any alias under `prefix`), no alias on them, no live build owning them,
+    not kept with `--keep-old`. Returns their names."""
+    rows = index_states(client, f"{alias}-*" if alias is not None else f"{prefix}*")
+    gone = []
+    for r in rows:
+        m = PHYSICAL.match(r["index"])
+        if r["state"] != "orphan" or m is None or (alias is not None and m["alias"] != alias):
+            continue
+        if not dry_run:
+            client.indices.delete(index=r["index"], ignore_unavailable=True)
+            forget_claim(client, r["index"])
+        gone.append(r["index"])
+    return gone
+
+
+def delete_index(client: Elasticsearch, name: str) -> list[str]:
+    """Delete an alias and every physical index behind it, or one physical index by name (not
+    one an alias points at, nor one a live build is writing)."""
+    if client.indices.exists_alias(name=name):
+        with alias_lock(client, name):
+            names = alias_indexes(client, name)
+            for n in names:
+                client.indices.delete(index=n, ignore_unavailable=True)
+        return names
+    rows = [] if name == LOCK_INDEX else [r for r in index_states(client, name)
+                                         if r["index"] == name]
+    if not rows or not (PHYSICAL.match(name) or rows[0].get("fingerprint")):
+        raise ConfigError(f"no embedarena index named '{name}'")
+    row = rows[0]
+    if row["state"] == "serving":
+        raise ConfigError(f"index {name} serves alias {', '.join(row['aliases'])}; delete the "
+                          f"alias with its index: `embedarena index delete "
+                          f"{row['aliases'][0]} --yes`")
+    if row["state"] == "building":
+        claim = live_claims(client, [name])[name]
+        raise ConfigError(f"index {name} is being built by pid {claim.get('pid')} on "
+                          f"{claim.get('host')}; stop that build (it removes its index)")
+    client.indices.delete(index=name)
+    forget_claim(client, name)
+    return [name]

@@ -28,7 +28,10 @@ class Target:
 
     @property
     def display(self) -> str:
-        return ", ".join(self.urls)
+        # settings already strip `user:password@`; scrub again so no URL shown can carry one
+        from embedarena.secrets import scrub
+
+        return scrub(", ".join(self.urls))
 
 
 def resolve(settings: ESSettings | None = None) -> tuple[Target, dict[str, Any]]:

@@ -246,11 +246,14 @@ class ManagedNode:
             return None
 
     def password(self) -> str:
-        try:
-            return self.password_file.read_text(encoding="utf-8").strip()
-        except OSError as e:
-            raise NodeError(f"cannot read the node password at {self.password_file}: "
-                            f"{e.strerror}; has the node been started?") from e
+        """The elastic user's password, under the same rule as a user's secret files
+        (`settings.read_secret_file`: 0600 or stricter, else refused with the chmod to run)."""
+        from embedarena.settings import read_secret_file
+
+        if not self.password_file.exists():
+            raise NodeError(f"cannot read the node password at {self.password_file}: no such "
+                            "file; has the node been started?")
+        return read_secret_file(self.password_file, "managed node password")
 
     def pid(self) -> int | None:
         """The pid of a live ES process for this node, or None (a stale pid file is ignored)."""

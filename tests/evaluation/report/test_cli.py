@@ -61,3 +61,18 @@ def test_help_and_import_stay_light(cli) -> None:  # noqa: ANN001
     assert out.stdout.strip() == "[]"
     res = cli("report", "--help")
     assert res.code == 0 and "embedarena report runs/quickstart" in res.stdout
+
+
+def test_report_refuses_runs_of_different_corpora(cli, experiment_dir: Path,  # noqa: ANN001
+                                                  tmp_path: Path) -> None:
+    """Issue 12, item 4: a report never mixes corpora in one table without a word."""
+    from embedarena.errors import ConfigError
+    from tests.evaluation.report.conftest import MODELS, make_run, save
+
+    other = save(make_run("acge", MODELS["acge"], "新数据", 24, 2,
+                          meta={"corpus_sha256": "beef" * 16}), tmp_path / "acge-new-corpus")
+    res = cli("report", experiment_dir / "新数据" / "bge", other, "-o", tmp_path / "rep",
+              "-f", "md")
+    assert res.code == ConfigError.exit_code and "Traceback" not in res.stderr
+    assert "corpus beefbeef: acge" in res.stderr and "corpus c0ffeec0: bge" in res.stderr
+    assert not (tmp_path / "rep").exists()

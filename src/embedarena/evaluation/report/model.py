@@ -20,7 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from embedarena import __version__
 from embedarena.errors import ConfigError, DataError
-from embedarena.evaluation.compare import Comparison, find_run_dirs, load_run_dir
+from embedarena.evaluation.compare import (
+    Comparison,
+    find_run_dirs,
+    load_run_dir,
+    mixed_inputs,
+    refuse_mixed,
+)
 from embedarena.evaluation.metrics import (
     DEFAULT_METRICS,
     MetricSpec,
@@ -43,6 +49,9 @@ from embedarena.secrets import HIDDEN, is_secret_name, scrub
 Format = Literal["html", "xlsx", "md"]
 CURVE_METRICS = ("precise", "hit", "recall")
 MAX_CURVE_K = 20
+MIXED_REPORT_HINT = ("a report compares models on the same corpus and queries: re-run the stale "
+                     "runs, or pass only the run directories of one corpus (`embedarena "
+                     "compare --allow-mixed` shows them side by side, marked)")
 
 
 class ReportOptions(BaseModel):
@@ -553,6 +562,8 @@ def build_report(inputs: list[Path], options: ReportOptions | None = None) -> Re
     options = options or ReportOptions()
     dirs = find_run_dirs(inputs)
     entries, specs, key_specs = load_entries(dirs, options, inputs)
+    refuse_mixed(mixed_inputs((e.label, e.query_set, e.run.meta) for e in entries),
+                 hint=MIXED_REPORT_HINT)
     comparison = Comparison((e.label, e.query_set, e.metrics) for e in entries)
     models = comparison.models
     baseline = options.baseline

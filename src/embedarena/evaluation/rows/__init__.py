@@ -17,12 +17,14 @@ from embedarena.evaluation.rows.base import (
     register_row,
 )
 from embedarena.evaluation.rows.bm25 import BM25Row
-from embedarena.evaluation.rows.dense import DenseRow
+from embedarena.evaluation.rows.dense import DenseRow, EmbedderRow
+from embedarena.evaluation.rows.faiss_dense import FaissDenseRow
 from embedarena.evaluation.rows.hybrid import HybridRow, HybridSpec
 from embedarena.evaluation.rows.two_stage import TwoStageRow, TwoStageSpec
 from embedarena.specs import ModelSpec, parse_spec, spec_types
 
-__all__ = ["BM25Row", "DenseRow", "HybridRow", "HybridSpec", "IndexedRow", "Row",
+__all__ = ["BM25Row", "DenseRow", "EmbedderRow", "FaissDenseRow", "HybridRow", "HybridSpec",
+           "IndexedRow", "Row",
            "RowContext", "TwoStageRow", "TwoStageSpec", "create_row", "parse_row_spec",
            "register_row", "row_types"]
 

@@ -5,15 +5,20 @@ set into a `Run` (`search`). `DenseRow` (embedder + ES dense index), `BM25Row` (
 + ES text index) and `HybridRow` (fuses its members' runs) are the kinds today; each registers
 the spec class it serves with `register_row`, so a new kind is one module and one
 registration, and nothing else asks "is this bm25 or hybrid?".
+
+The registry has one more dimension, the context's backend (`index.backend` of the
+experiment): a kind registered for a backend (`FaissDenseRow` for embedder specs under
+`faiss`) wins there over the backend-neutral kind, and every other spec keeps its neutral kind
+(a BM25 row stays on Elasticsearch under `backend: faiss`). So choosing faiss is a lookup
+here, not a branch in the rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-from embedarena.errors import ConfigError
+from embedarena.errors import ConfigError, EmbedarenaError, SearchBackendError
 from embedarena.indexer.build import Builder, BuildResult, IndexOptions, alias_for
 from embedarena.progress import current
 from embedarena.specs import ModelSpec
@@ -24,22 +29,62 @@ if TYPE_CHECKING:
     from embedarena.data.types import Corpus, QuerySet
     from embedarena.evaluation.run import Run
     from embedarena.indexer.es import Target
+    from embedarena.indexer.faiss_index import FaissOptions
+
+#: The backend of a context that names none: rows on an Elasticsearch node.
+DEFAULT_BACKEND = "elasticsearch"
+
+Connect = Callable[[], "tuple[Elasticsearch, Target]"]
 
 
-@dataclass
 class RowContext:
-    """What every row needs to build and search: the backend and run-wide index options."""
+    """What every row needs to build and search: the backend and run-wide index options.
 
-    client: Elasticsearch
-    target: Target
-    index: IndexOptions
-    prefix: str = "embedarena-"
-    num_candidates: int = 100
-    msearch_batch: int = 64
-    cache: bool = True
+    The Elasticsearch client is made on first use (`connect`, e.g. the arena's), so rows that
+    never touch a node (faiss rows, hybrids and rerankers over them) run without one.
+    """
+
+    def __init__(self, client: Elasticsearch | None = None, target: Target | None = None,
+                 index: IndexOptions | None = None, prefix: str = "embedarena-",
+                 num_candidates: int = 100, msearch_batch: int = 64, cache: bool = True, *,
+                 backend: str = DEFAULT_BACKEND, faiss: FaissOptions | None = None,
+                 connect: Connect | None = None) -> None:
+        self._client, self._target, self._connect = client, target, connect
+        self.index = index if index is not None else IndexOptions()
+        self.prefix = prefix
+        self.num_candidates = num_candidates
+        self.msearch_batch = msearch_batch
+        self.cache = cache
+        self.backend = backend
+        self.faiss = faiss
 
     def alias(self, name: str) -> str:
         return alias_for(name, self.prefix)
+
+    def es(self, who: str | None = None) -> tuple[Elasticsearch, Target]:
+        """The node's client, connected now if not yet; `who` (a row name) goes into the
+        error when a row needs a node the in-process backend does not give."""
+        if self._client is None or self._target is None:
+            if self._connect is None:
+                raise SearchBackendError(f"{who or 'this row'}: no Elasticsearch client given")
+            try:
+                self._client, self._target = self._connect()
+            except EmbedarenaError as e:
+                if self.backend == DEFAULT_BACKEND:
+                    raise
+                raise SearchBackendError(
+                    f"model '{who or '?'}' needs Elasticsearch even with index backend "
+                    f"{self.backend} (only embedder rows run in process; BM25 rows search a "
+                    f"node): {e}") from None
+        return self._client, self._target
+
+    @property
+    def client(self) -> Elasticsearch:
+        return self.es()[0]
+
+    @property
+    def target(self) -> Target:
+        return self.es()[1]
 
 
 @runtime_checkable
@@ -102,12 +147,16 @@ class IndexedRow:
         if self._built is not None:
             return self._built
         with current().task(f"index {self.name}", total=len(corpus)) as task:
-            res = self._build(Builder(self.ctx.client, self.ctx.target), corpus, force,
-                              keep_old, task.advance)
+            res = self._make(corpus, force, keep_old, task.advance)
             task.update(completed=len(corpus))
             task.close(f"index {self.name}" + (" (reused)" if res.reused else ""))
         self._built = res
         return res
+
+    def _make(self, corpus: Corpus, force: bool, keep_old: bool, tick: Any) -> BuildResult:
+        """An index on the node, through a `Builder` (rows indexing elsewhere override this)."""
+        client, target = self.ctx.es(self.name)
+        return self._build(Builder(client, target), corpus, force, keep_old, tick)
 
     def _build(self, builder: Builder, corpus: Corpus, force: bool, keep_old: bool,
                tick: Any) -> BuildResult:
@@ -130,20 +179,22 @@ class IndexedRow:
 
 RowFactory = Callable[[Any, RowContext, Mapping[str, Row]], Row]
 R = TypeVar("R")
-_ROWS: dict[type[ModelSpec], RowFactory] = {}
+_ROWS: dict[tuple[type[ModelSpec], str | None], RowFactory] = {}
 
 
-def register_row(spec_cls: type[ModelSpec]) -> Callable[[R], R]:
+def register_row(spec_cls: type[ModelSpec], backend: str | None = None) -> Callable[[R], R]:
     """Class decorator: specs of `spec_cls` (or a subclass) become rows of this class.
 
     The class is called as `cls(spec, ctx, members)`; `members` holds the rows of the
-    entries named by `spec.depends_on()`.
+    entries named by `spec.depends_on()`. With `backend`, the kind serves contexts of that
+    backend only, ahead of the backend-neutral kind (`backend=None`) of the same specs.
     """
 
     def deco(cls: R) -> R:
-        if spec_cls in _ROWS:
-            raise ConfigError(f"a row kind is already registered for {spec_cls.__qualname__}")
-        _ROWS[spec_cls] = cls  # type: ignore[assignment]
+        if (spec_cls, backend) in _ROWS:
+            raise ConfigError(f"a row kind is already registered for {spec_cls.__qualname__}"
+                              + (f" under backend {backend}" if backend else ""))
+        _ROWS[(spec_cls, backend)] = cls  # type: ignore[assignment]
         return cls
 
     return deco
@@ -151,10 +202,14 @@ def register_row(spec_cls: type[ModelSpec]) -> Callable[[R], R]:
 
 def create_row(spec: ModelSpec, ctx: RowContext, members: Mapping[str, Row] | None = None
                ) -> Row:
-    """The row for a spec (looked up along the spec's class hierarchy)."""
-    for cls in type(spec).__mro__:
-        factory = _ROWS.get(cls)
-        if factory is not None:
+    """The row for a spec: the kind registered for the context's backend, else the
+    backend-neutral one (each looked up along the spec's class hierarchy)."""
+    backend = getattr(ctx, "backend", DEFAULT_BACKEND)
+    for key in (backend, None):
+        for cls in type(spec).__mro__:
+            factory = _ROWS.get((cls, key))
+            if factory is None:
+                continue
             missing = [n for n in spec.depends_on() if n not in (members or {})]
             if missing:
                 raise ConfigError(f"model '{spec.name}' needs the rows {missing}, which were "

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from embedarena.evaluation.run import Run
 
 
-@register_row(EmbedderSpec)
-class DenseRow(IndexedRow):
-    """Any embedder spec: vectors from the (cached) embedder in a dense-vector index."""
+class EmbedderRow(IndexedRow):
+    """What the rows of an embedder spec share, wherever their index lives: the embedder
+    behind the embedding cache, its fingerprint and the cache counters."""
 
     spec: EmbedderSpec
 
@@ -39,6 +39,15 @@ class DenseRow(IndexedRow):
     def fingerprint(self) -> str:
         return self.embedder.fingerprint
 
+    def stats(self) -> dict[str, Any]:
+        stats = getattr(self.embedder, "stats", None)
+        return {"cache": dict(stats)} if isinstance(stats, dict) else {}
+
+
+@register_row(EmbedderSpec)
+class DenseRow(EmbedderRow):
+    """Any embedder spec: vectors from the (cached) embedder in a dense-vector index."""
+
     def _build(self, builder: Builder, corpus: Corpus, force: bool, keep_old: bool,
                tick: Any) -> BuildResult:
         return builder.build_dense(self._alias, self.name, self.embedder, corpus,
@@ -50,7 +59,3 @@ class DenseRow(IndexedRow):
         return run_dense(self.ctx.client, self.ctx.target, self._alias, self.name,
                          self.embedder, queries, depth, self.ctx.num_candidates,
                          self.ctx.msearch_batch, tick, corpus_sha, check_ann=checks)
-
-    def stats(self) -> dict[str, Any]:
-        stats = getattr(self.embedder, "stats", None)
-        return {"cache": dict(stats)} if isinstance(stats, dict) else {}

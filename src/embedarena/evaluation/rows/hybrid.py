@@ -126,8 +126,10 @@ class HybridRow:
 
         spec = self.spec
         candidates = max(spec.candidates, depth)
-        caps = detect(self.ctx.client, self.ctx.target)
-        plan = native_plan(spec, self.members, caps.native_rrf)
+        plan = native_plan(spec, self.members, True)  # what the members allow, node aside
+        if not isinstance(plan, str) and spec.engine != "client":
+            # only then ask the node (hybrids of in-process rows never connect)
+            plan = native_plan(spec, self.members, detect(*self.ctx.es(spec.name)).native_rrf)
         meta: dict[str, Any] = {"candidates": candidates,
                                 "member_fingerprints": {m.name: m.fingerprint
                                                         for m in self.members}}
@@ -198,7 +200,7 @@ def native_rrf_run(ctx: RowContext, spec: HybridSpec, lexical: BM25Row, dense: D
                    queries: QuerySet, depth: int, candidates: int,
                    corpus_sha: str | None) -> Run:
     """One `rrf` retriever request per query on the dense member's index."""
-    from embedarena.evaluation.runner import to_run
+    from embedarena.evaluation.runner import embed_query_set, to_run
     from embedarena.indexer.build import check_compatible, index_meta
     from embedarena.indexer.es import es_errors
     from embedarena.indexer.search import msearch_batches, rrf_retriever_body
@@ -209,7 +211,7 @@ def native_rrf_run(ctx: RowContext, spec: HybridSpec, lexical: BM25Row, dense: D
     if meta is None:
         raise SearchBackendError(f"no index '{alias}': build it first")
     check_compatible(meta, dense.embedder.fingerprint, alias, corpus_sha)
-    vectors = dense.embedder.embed_queries([q.text for q in queries])
+    vectors = embed_query_set(dense.embedder, queries, dense.name)
     bodies = [rrf_retriever_body(q.text, v, depth, spec.k, candidates, ctx.num_candidates)
               for q, v in zip(queries, vectors)]
     hits = msearch_batches(ctx.client, ctx.target, alias, bodies, ctx.msearch_batch, None)

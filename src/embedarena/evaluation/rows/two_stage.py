@@ -73,6 +73,14 @@ class TwoStageSpec(ModelSpec):
             if getattr(getattr(spec, "finetune", None), "kind", None) != "reranker":
                 raise ValueError("a fine-tuned reranker needs finetune.kind: reranker")
             return spec
+        if isinstance(v, dict) and "merge" in v:  # merged in the run (training/merge)
+            spec = parse_spec(v, context=info.context)
+            parents = getattr(getattr(spec, "merge", None), "models", None) or []
+            named = [p for p in parents if isinstance(p, str)]
+            if named:
+                raise ValueError(f"a merged reranker merges reranker specs (reranker:DIR or "
+                                 f"a mapping), not entry names: {', '.join(named)}")
+            return spec
         if isinstance(v, dict):
             return parse_spec({"type": "reranker", **v}, allowed=(RerankerSpec,))
         if isinstance(v, ModelSpec) and hasattr(v, "materialize"):
