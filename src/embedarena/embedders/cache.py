@@ -193,47 +193,28 @@ def _db_path(root: Path, fingerprint: str) -> Path:
     return root / fingerprint.replace(":", "-").replace("/", "_") / "vectors.sqlite"
 
 
-class CachedEmbedder:
-    """Wraps any `Embedder`; only texts not in the cache reach it, in one batched call per
-    `embed_*` call. Duplicates within a call are embedded once.
+class _CacheWrapper:
+    """What the two caches share: the wrapped model, the counters behind `stats`, the sqlite
+    file for the model's fingerprint, and attribute pass-through to the model."""
 
-    `hits` counts texts served from the cache, `misses` texts sent to the model (a text
-    repeated within one call is sent, and counted, once); for run metadata ("re-used N cached
-    embeddings"). `stats` has both plus the number of calls that reached the model.
-    """
+    _kind = "embeddings"
 
-    def __init__(self, inner: Embedder, cache_dir: str | Path | None = None) -> None:
+    def __init__(self, inner: Any, cache_dir: str | Path | None = None) -> None:
         self.inner = inner
         self.name = inner.name
         if cache_dir is None:
             from embedarena.paths import cache_dir as default_cache_dir
 
-            cache_dir = default_cache_dir("embeddings")
+            cache_dir = default_cache_dir(self._kind)
         self.root = Path(cache_dir)
         self.hits = 0
         self.misses = 0
         self.inner_calls = 0
         self.bad = 0  # stored entries that failed the integrity check (recomputed)
 
-    # -- protocol (delegated) ------------------------------------------------------------------
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
     @property
     def fingerprint(self) -> str:
-        return self.inner.fingerprint
-
-    @property
-    def normalized(self) -> bool:
-        return bool(getattr(self.inner, "normalized", False))
-
-    @property
-    def similarity(self) -> Similarity:
-        sim = getattr(self.inner, "similarity", None)
-        if sim in ("cosine", "dot_product"):
-            return sim
-        return "dot_product" if self.normalized else "cosine"
+        return str(self.inner.fingerprint)
 
     @property
     def stats(self) -> dict[str, int]:
@@ -253,7 +234,37 @@ class CachedEmbedder:
         return getattr(self.inner, item)
 
     def __repr__(self) -> str:
-        return f"CachedEmbedder({self.inner!r}, root={str(self.root)!r})"
+        return f"{type(self).__name__}({self.inner!r}, root={str(self.root)!r})"
+
+
+class CachedEmbedder(_CacheWrapper):
+    """Wraps any `Embedder`; only texts not in the cache reach it, in one batched call per
+    `embed_*` call. Duplicates within a call are embedded once.
+
+    `hits` counts texts served from the cache, `misses` texts sent to the model (a text
+    repeated within one call is sent, and counted, once); for run metadata ("re-used N cached
+    embeddings"). `stats` has both plus the number of calls that reached the model.
+    """
+
+    def __init__(self, inner: Embedder, cache_dir: str | Path | None = None) -> None:
+        super().__init__(inner, cache_dir)
+        self.inner: Embedder = inner
+
+    # -- protocol (delegated) ------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    @property
+    def normalized(self) -> bool:
+        return bool(getattr(self.inner, "normalized", False))
+
+    @property
+    def similarity(self) -> Similarity:
+        sim = getattr(self.inner, "similarity", None)
+        if sim in ("cosine", "dot_product"):
+            return sim
+        return "dot_product" if self.normalized else "cosine"
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._embed(list(texts), "query")
@@ -280,49 +291,15 @@ class CachedEmbedder:
         return out
 
 
-class CachedReranker(ComputeScore):
+class CachedReranker(_CacheWrapper, ComputeScore):
     """Wraps any `Reranker`; only pairs not in the cache reach it (one call per
     `score_pairs` call). Stats as for `CachedEmbedder`."""
 
-    def __init__(self, inner: Any, cache_dir: str | Path | None = None) -> None:
-        self.inner = inner
-        self.name = inner.name
-        if cache_dir is None:
-            from embedarena.paths import cache_dir as default_cache_dir
-
-            cache_dir = default_cache_dir("rerank")
-        self.root = Path(cache_dir)
-        self.hits = 0
-        self.misses = 0
-        self.inner_calls = 0
-        self.bad = 0  # stored entries that failed the integrity check (recomputed)
-
-    @property
-    def fingerprint(self) -> str:
-        return str(self.inner.fingerprint)
+    _kind = "rerank"
 
     @property
     def normalize(self) -> Any:
         return self.inner.normalize
-
-    @property
-    def stats(self) -> dict[str, int]:
-        out = {"hits": self.hits, "misses": self.misses, "inner_calls": self.inner_calls}
-        if self.bad:
-            out["bad"] = self.bad
-        return out
-
-    @property
-    def db_path(self) -> Path:
-        return _db_path(self.root, self.fingerprint)
-
-    def __getattr__(self, item: str) -> Any:
-        if item == "inner":
-            raise AttributeError(item)
-        return getattr(self.inner, item)
-
-    def __repr__(self) -> str:
-        return f"CachedReranker({self.inner!r}, root={str(self.root)!r})"
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         import numpy as np

@@ -11,9 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embedarena.errors import EmbedderError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import torch
 
 #: ST `Dense` activations we can apply, by their torch class name.
 _ACTIVATIONS = {
@@ -151,3 +156,40 @@ def write_st_files(out: Path, hidden: int, pooling: str, normalize: bool, max_se
 
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files of one folder: safetensors (single or sharded), else PyTorch .bin;
+    [] when the folder holds none (merge and convert both read model dirs this way)."""
+    for single, index in (("model.safetensors", "model.safetensors.index.json"),
+                          ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+        if (folder / single).is_file():
+            return [folder / single]
+        if (folder / index).is_file():
+            shards = read_json(folder / index).get("weight_map") or {}
+            return [folder / f for f in dict.fromkeys(sorted(shards.values()))]
+    return []
+
+
+def load_bin(f: Path) -> dict[str, torch.Tensor]:
+    """A PyTorch .bin state dict (tensors only: weights_only), errors naming the file."""
+    import torch
+
+    try:
+        state = torch.load(f, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as e:
+        raise EmbedderError(f"cannot read {f}: {e}") from None
+    return dict(state)
+
+
+def load_tensors(files: Sequence[Path]) -> dict[str, torch.Tensor]:
+    """Every tensor of the given weight files, on the CPU, in file order."""
+    out: dict[str, torch.Tensor] = {}
+    for f in files:
+        if f.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            out.update(load_file(str(f)))
+        else:
+            out.update(load_bin(f))
+    return out

@@ -79,7 +79,7 @@ import numpy as np
 
 from embedarena.embedders.hf import IGNORED_FILES, load_pretrained, resolve_model_dir
 from embedarena.embedders.reranker import is_cross_encoder
-from embedarena.embedders.st_format import read_json, read_layout
+from embedarena.embedders.st_format import load_tensors, read_json, read_layout, weight_files
 from embedarena.errors import ConfigError, DataError, EmbedderError
 from embedarena.training.trainer import TRAINING_META
 
@@ -485,31 +485,10 @@ class VerifyResult:
 
 
 def _base_files(folder: Path) -> list[Path]:
-    for single, index in (("model.safetensors", "model.safetensors.index.json"),
-                          ("pytorch_model.bin", "pytorch_model.bin.index.json")):
-        if (folder / single).is_file():
-            return [folder / single]
-        if (folder / index).is_file():
-            shards = read_json(folder / index).get("weight_map") or {}
-            return [folder / s for s in dict.fromkeys(sorted(shards.values()))]
-    raise EmbedderError(f"{folder}: no weights (model.safetensors or pytorch_model.bin)")
-
-
-def _load_base_state(files: Sequence[Path]) -> dict[str, torch.Tensor]:
-    import torch
-
-    out: dict[str, torch.Tensor] = {}
-    for f in files:
-        if f.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            out.update(load_file(str(f)))
-        else:
-            try:
-                out.update(torch.load(f, map_location="cpu", weights_only=True))
-            except (OSError, RuntimeError) as e:
-                raise EmbedderError(f"cannot read {f}: {e}") from None
-    return out
+    files = weight_files(folder)
+    if not files:
+        raise EmbedderError(f"{folder}: no weights (model.safetensors or pytorch_model.bin)")
+    return files
 
 
 def _matches(patterns: Sequence[str], *names: str) -> str | None:
@@ -540,7 +519,7 @@ def convert_mindspore(ckpt: str | os.PathLike[str], base: str | os.PathLike[str]
     config = read_json(layout.transformer_dir / "config.json")
     kind = "reranker" if is_cross_encoder(config) else "embedder"
     base_files = _base_files(layout.transformer_dir)
-    base_state = _load_base_state(base_files)
+    base_state = load_tensors(base_files)
     checkpoint = read_checkpoint(ckpt)
 
     lookup: dict[str, str] = {}

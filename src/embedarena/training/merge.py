@@ -93,7 +93,14 @@ from embedarena.embedders.hf import (
     resolve_model_dir,
 )
 from embedarena.embedders.reranker import RerankerSpec, is_cross_encoder, looks_like_cross_encoder
-from embedarena.embedders.st_format import ModelLayout, read_json, read_layout
+from embedarena.embedders.st_format import (
+    ModelLayout,
+    load_bin,
+    load_tensors,
+    read_json,
+    read_layout,
+    weight_files,
+)
 from embedarena.errors import ConfigError, EmbedderError
 from embedarena.names import slug
 from embedarena.specs import ModelSpec, parse_spec, register_spec
@@ -208,18 +215,6 @@ class ModelDir:
             raise EmbedderError(f"cannot load the tokenizer of {self.label}: {e}") from None
 
 
-def _weight_files(folder: Path) -> list[Path]:
-    """The weight files of one folder: safetensors (single or sharded), else PyTorch .bin."""
-    for single, index in (("model.safetensors", "model.safetensors.index.json"),
-                          ("pytorch_model.bin", "pytorch_model.bin.index.json")):
-        if (folder / single).is_file():
-            return [folder / single]
-        if (folder / index).is_file():
-            shards = read_json(folder / index).get("weight_map") or {}
-            return [folder / f for f in dict.fromkeys(sorted(shards.values()))]
-    return []
-
-
 def read_model_dir(source: Source, label: str | None = None) -> ModelDir:
     spec = as_spec(source)
     path = resolve_model_dir(spec.path)
@@ -234,7 +229,7 @@ def read_model_dir(source: Source, label: str | None = None) -> ModelDir:
     kind: Kind = "reranker" if is_cross_encoder(config) else "embedder"
     groups: dict[str, list[Path]] = {}
     for d in dict.fromkeys([layout.transformer_dir, *(x.path for x in layout.dense)]):
-        files = _weight_files(d)
+        files = weight_files(d)
         if files:
             groups[d.relative_to(path).as_posix() if d != path else ""] = files
     if not groups:
@@ -255,30 +250,8 @@ def _tensor_info(files: Sequence[Path]) -> dict[str, tuple[tuple[int, ...], bool
                     sl = st.get_slice(k)
                     out[k] = (tuple(sl.get_shape()), sl.get_dtype() in _SAFETENSORS_FLOAT)
         else:
-            for k, t in _load_bin(f).items():
+            for k, t in load_bin(f).items():
                 out[k] = (tuple(t.shape), t.is_floating_point())
-    return out
-
-
-def _load_bin(f: Path) -> dict[str, torch.Tensor]:
-    import torch
-
-    try:
-        state = torch.load(f, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as e:
-        raise EmbedderError(f"cannot read {f}: {e}") from None
-    return dict(state)
-
-
-def _load_tensors(files: Sequence[Path]) -> dict[str, torch.Tensor]:
-    out: dict[str, torch.Tensor] = {}
-    for f in files:
-        if f.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            out.update(load_file(str(f)))
-        else:
-            out.update(_load_bin(f))
     return out
 
 
@@ -659,7 +632,7 @@ def _write_merged(dirs: Sequence[ModelDir], weights: Sequence[float], template: 
             dtypes: dict[str, torch.dtype] = {}
             buffers: dict[str, tuple[str, torch.Tensor]] = {}
             for d, w in zip(dirs, weights):
-                tensors = _load_tensors(d.groups[g])
+                tensors = load_tensors(d.groups[g])
                 for k, t in tensors.items():
                     if not t.is_floating_point():
                         seen = buffers.get(k)
