@@ -128,17 +128,27 @@ class ESNode:
         }
 
 
+def es_test_version() -> str:
+    """The Elasticsearch version the es tests run against: EMBEDARENA_TEST_ES_VERSION (a full
+    version, or `9` for the newest pinned 9.x, as scripts/test reads it), else the default."""
+    from embedarena.indexer.node import resolve_version
+
+    return resolve_version(os.environ.get("EMBEDARENA_TEST_ES_VERSION"))
+
+
 @pytest.fixture(scope="session")
 def es_node() -> ESNode:
     """The session's real node: the one `scripts/test` started (EMBEDARENA_TEST_ES_NODE), or
     one this fixture starts through the same code a user runs. Missing ES fails under CI=true.
     """
     from embedarena.errors import NodeError
-    from embedarena.indexer.node import ManagedNode, free_port
+    from embedarena.indexer.node import DEFAULT_VERSION, ManagedNode, free_port
 
     name = os.environ.get("EMBEDARENA_TEST_ES_NODE")
+    version = es_test_version()
     started_here = False
-    node = ManagedNode(name or "pytest")
+    node = ManagedNode(name or ("pytest" if version == DEFAULT_VERSION else f"pytest-{version}"),
+                       version=version)
     try:
         if name is None or node.pid() is None:
             if name is not None and IN_CI:
@@ -147,6 +157,9 @@ def es_node() -> ESNode:
             started_here = name is None
         state = node.read_state()
         assert state is not None
+        if os.environ.get("EMBEDARENA_TEST_ES_VERSION") and state.version != version:
+            pytest.fail(f"the test node '{node.name}' runs Elasticsearch {state.version}, not "
+                        f"EMBEDARENA_TEST_ES_VERSION={version}: stop it or pick another name")
     except NodeError as e:
         msg = f"no Elasticsearch for the tests: {e}"
         if IN_CI:

@@ -61,6 +61,13 @@ def test_run_reuse_only_and_force(experiment: ea.Experiment, tmp_path: Path) -> 
             _hit_at(d / "run.jsonl", 5))
         meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
         assert meta["corpus_sha256"] and meta["queries_sha256"] and meta["model_settings"]
+        # what the node lacks, probed once, and where embedarena did the work instead
+        node = meta["elasticsearch"]
+        assert set(node["features"]) == {"painless", "analysis_common", "rank_vectors",
+                                         "rrf_linear_retrievers"}
+        assert node["paths"]["fusion"].startswith("client-side") == \
+            (not node["features"]["rrf_linear_retrievers"])
+        assert node["paths"]["exact_search"].startswith("client-side")
     assert json.loads((out / "experiment.json").read_text())["query_sets"] == ["cranfield"]
     assert (out / "comparison.md").is_file()
     assert any(t.description == "index tiny" and t.closed and t.completed == n_docs

@@ -308,8 +308,13 @@ class Arena:
         if self._target is not None and run.meta.get("backend", "elasticsearch") == \
                 "elasticsearch":  # a run of an in-process backend says so and gets no node
             meta["backend"] = "elasticsearch"
+            from embedarena.indexer.capabilities import detect
+
+            # what the node lacks and where embedarena did it instead (fusion, exact search)
+            caps = detect(*self.connect())
             meta["elasticsearch"] = {"url": self._target.display,
-                                     "auth": self._target.auth_kind, "version": self.es_version}
+                                     "auth": self._target.auth_kind, "version": self.es_version,
+                                     **caps.to_meta()}
         stats = row.stats()
         if stats.get("cache"):
             meta["cache"] = stats["cache"]

@@ -116,9 +116,11 @@ class IndexConfig(_Strict):
         default="elasticsearch", description="elasticsearch: one index per model on a node; "
         "faiss: in process, no node needed (rebuilt each run from the embedding cache).")
     prefix: str = "embedarena-"
-    type: Literal["hnsw", "int8_hnsw", "flat", "int8_flat", "ivf"] = Field(
-        default="hnsw", description="elasticsearch: hnsw, int8_hnsw, flat, int8_flat; faiss: "
-        "flat (exact, the default there), hnsw, ivf.")
+    type: Literal["hnsw", "int8_hnsw", "bbq_hnsw", "flat", "int8_flat", "bbq_flat", "bbq_disk",
+                  "ivf"] = Field(
+        default="hnsw", description="elasticsearch: hnsw, int8_hnsw, bbq_hnsw, flat, int8_flat, "
+        "bbq_flat (bbq: better binary quantisation, Elasticsearch 8.16+), bbq_disk (9.2+); "
+        "faiss: flat (exact, the default there), hnsw, ivf.")
     similarity: Literal["cosine", "dot_product", "l2_norm", "max_inner_product"] | None = None
     m: int | None = None
     ef_construction: int | None = None

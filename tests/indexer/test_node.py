@@ -14,10 +14,13 @@ from embedarena import paths
 from embedarena.errors import NodeError
 from embedarena.indexer.node import (
     DEFAULT_VERSION,
+    KNOWN_SHA256,
+    LATEST_9,
     ManagedNode,
     free_port,
     java_range,
     render_config,
+    resolve_version,
 )
 
 
@@ -82,6 +85,60 @@ def test_maven_sha1_mismatch_is_refused(tmp_path: Path) -> None:
         ManagedNode("x", home=tmp_path / "home").obtain(distribution=fake)
 
 
+def test_9x_is_pinned_and_fetched_from_maven_central_without_a_sha1() -> None:
+    """Maven Central serves the 9.x zips with no .sha1 beside them: Maven's strict mode would
+    refuse them, so a pinned version is fetched without it and checked against its sha256."""
+    assert resolve_version("9") == LATEST_9 and LATEST_9.startswith("9.")
+    assert resolve_version(None) == resolve_version("8") == DEFAULT_VERSION
+    assert resolve_version("9.2.8") == "9.2.8"
+    node = ManagedNode("x", version=LATEST_9)
+    zip_path = node._maven_fetch(None)
+    assert zip_path.name == f"elasticsearch-{LATEST_9}.zip" and len(KNOWN_SHA256[LATEST_9]) == 64
+    node._verify(zip_path, None)  # the pinned sha256 matches what Maven Central serves
+
+
+def test_only_an_unpinned_version_asks_maven_for_strict_checksums(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir, args_file = tmp_path / "bin", tmp_path / "args"
+    bin_dir.mkdir()
+    (bin_dir / "mvn").write_text(f'#!/bin/sh\necho "$@" >> {args_file}\nexit 1\n')
+    (bin_dir / "mvn").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("MAVEN_REPO_LOCAL", str(tmp_path / "m2"))
+    for version in (LATEST_9, "9.9.9"):
+        with pytest.raises(NodeError, match="failed"):
+            ManagedNode("x", home=tmp_path, version=version)._maven_fetch(None)
+    pinned, unpinned = args_file.read_text().splitlines()
+    assert "-C" not in pinned.split() and f":{LATEST_9}:zip" in pinned
+    assert "-C" in unpinned.split()
+
+
+def test_find_java_for_9x_needs_java_21() -> None:
+    lo, hi = java_range(LATEST_9)
+    assert lo == 21
+    try:
+        home, major = ManagedNode("x", home=Path("/nonexistent"), version=LATEST_9).find_java()
+    except NodeError as e:  # a machine with only Java 17
+        assert "needs a JDK 21" in str(e)
+        return
+    assert lo <= major <= hi and (home / "bin" / "java").exists()
+
+
+def test_another_major_on_existing_data_is_refused(tmp_path: Path) -> None:
+    """9.x would upgrade a node's 8.x data for good; 8.x cannot read 9.x data at all."""
+    import json
+
+    old = ManagedNode("n", home=tmp_path)
+    old.data_dir.mkdir(parents=True)
+    (old.data_dir / "nodes").mkdir()
+    old.state_file.write_text(json.dumps({
+        "version": DEFAULT_VERSION, "url": "http://127.0.0.1:1", "port": 1, "pid": None,
+        "java_home": "/x", "java_major": 17, "run_as": None, "heap": "1g"}))
+    with pytest.raises(NodeError, match=r"written by Elasticsearch 8\..*upgrade it for good.*"
+                                        r"--name n-9 --version 9"):
+        ManagedNode("n", home=tmp_path, version=LATEST_9).start(port=free_port())
+
+
 def test_heap_is_validated(tmp_path: Path) -> None:
     with pytest.raises(NodeError, match="heap"):
         ManagedNode("x", home=tmp_path).start(port=free_port(), heap="lots")
@@ -106,7 +163,9 @@ def test_lifecycle_start_index_restart_persist_stop(es_node) -> None:  # noqa: A
     dist = home / "dist"
     if not dist.exists():
         dist.symlink_to(paths.home() / "dist")
-    node = ManagedNode(f"life-{uuid.uuid4().hex[:6]}", home=home)
+    # the version the es tests run against (EMBEDARENA_TEST_ES_VERSION=9: the 9.x lifecycle)
+    node = ManagedNode(f"life-{uuid.uuid4().hex[:6]}", home=home,
+                       version=resolve_version(os.environ.get("EMBEDARENA_TEST_ES_VERSION")))
     port = free_port()
     try:
         state, already = node.start(port=port, heap="512m")

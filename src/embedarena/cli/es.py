@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from embedarena.cli.console import console, err_console
 from embedarena.indexer import node as node_mod
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
+
+    from embedarena.indexer.es import Target
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -30,7 +36,9 @@ def start(
         None, "--distribution", exists=True, dir_okay=False,
         help="Use this elasticsearch-<version>.zip instead of fetching it with Maven.",
     ),
-    version: str = typer.Option(node_mod.DEFAULT_VERSION, help="Elasticsearch version."),
+    version: str = typer.Option(node_mod.DEFAULT_VERSION, help="Elasticsearch version "
+                                f"(8 or 9 for the pinned {node_mod.DEFAULT_VERSION} or "
+                                f"{node_mod.LATEST_9}; 9.x needs Java 21+)."),
     timeout: float = typer.Option(180.0, help="Seconds to wait for the node to become healthy."),
     name: str = NAME,
 ) -> None:
@@ -38,14 +46,15 @@ def start(
 
     Example: embedarena es start --port 9200 --heap 1g
     """
-    node = node_mod.ManagedNode(name=name, version=version)
+    node = node_mod.ManagedNode(name=name, version=node_mod.resolve_version(version))
     with err_console.status("starting Elasticsearch") as status:
         state, already = node.start(
             port=port, heap=heap, distribution=distribution, timeout=timeout,
             progress=lambda m: status.update(m),
         )
     if already:
-        console.print(f"Elasticsearch is already running at {state.url} (pid {state.pid})")
+        console.print(f"Elasticsearch {state.version} is already running at {state.url} "
+                      f"(pid {state.pid})")
     else:
         console.print(f"[green]Elasticsearch {state.version} is up[/] at {state.url} "
                       f"(pid {state.pid}, Java {state.java_major}, heap {state.heap})")
@@ -93,6 +102,7 @@ def status(name: str = NAME) -> None:
         with es_errors(target):
             health = client.cluster.health()
         console.print(f"version: {version}; health: {health['status']}")
+        _print_capabilities(client, target)
         return
     node = node_mod.ManagedNode(name=name)
     st = node.status()
@@ -102,8 +112,27 @@ def status(name: str = NAME) -> None:
     if st.running:
         console.print(f"pid: {st.pid}; version: {st.version}; health: {st.health}")
         console.print(f"auth: basic as '{node_mod.USER}', password in {node.password_file}")
+        if st.health is not None:
+            from embedarena.indexer.es import connect_node
+
+            _print_capabilities(*connect_node(name))
     if not st.running:
         raise typer.Exit(1)
+
+
+def _print_capabilities(client: Elasticsearch, target: Target) -> None:
+    """The node's optional features (probed once) and the path embedarena takes without them."""
+    from embedarena.indexer.capabilities import detect
+
+    caps = detect(client, target)
+    feats = caps.features()
+    names = {"painless": "painless", "analysis_common": "analysis-common",
+             "rank_vectors": "rank-vectors", "rrf_linear_retrievers": "rrf/linear retrievers"}
+    console.print("features: " + ", ".join(f"{names[k]} {'yes' if v else 'no'}"
+                                           for k, v in feats.items())
+                  + f" (licence {caps.license or 'unknown'})")
+    for what, path in caps.paths().items():
+        console.print(f"  {what.replace('_', ' ')}: {path}")
 
 
 @app.command()

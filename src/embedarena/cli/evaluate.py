@@ -57,7 +57,8 @@ def eval_cmd(
                                 "models still need a node; faiss-gpu is used for flat/ivf "
                                 "when installed and a GPU is there)."),
     index_type: str | None = typer.Option(None, "--index-type", help="elasticsearch: hnsw "
-                                          "(default), int8_hnsw, flat, int8_flat; faiss: flat "
+                                          "(default), int8_hnsw, bbq_hnsw, flat, int8_flat, "
+                                          "bbq_flat, bbq_disk (9.2+); faiss: flat "
                                           "(default, exact), hnsw, ivf."),
     m: int | None = typer.Option(None, "--m", help="HNSW graph degree (hnsw types)."),
     ef_construction: int | None = typer.Option(None, "--ef-construction",

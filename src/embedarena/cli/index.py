@@ -36,8 +36,8 @@ def build(
     experiment: Path | None = typer.Option(None, "--experiment", "-e", exists=True,
                                            dir_okay=False, help="Take corpus, models and "
                                            "index options from this experiment file."),
-    index_type: str = typer.Option("hnsw", "--type", help="hnsw, int8_hnsw, flat (exact) or "
-                                   "int8_flat."),
+    index_type: str = typer.Option("hnsw", "--type", help="hnsw, int8_hnsw, bbq_hnsw, flat "
+                                   "(exact), int8_flat, bbq_flat or bbq_disk (9.2+)."),
     similarity: str | None = typer.Option(None, help="cosine or dot_product (default: "
                                           "dot_product for normalised embedders, else cosine)."),
     prefix: str = typer.Option("embedarena-", help="Index/alias name prefix."),

@@ -29,7 +29,8 @@ def run_cmd(
                                        "--index-type is given."),
     index_type: str | None = typer.Option(None, "--index-type", help="Override the "
                                           "experiment's index type: elasticsearch hnsw, "
-                                          "int8_hnsw, flat, int8_flat; faiss flat, hnsw, ivf."),
+                                          "int8_hnsw, bbq_hnsw, flat, int8_flat, bbq_flat, "
+                                          "bbq_disk (9.2+); faiss flat, hnsw, ivf."),
 ) -> None:
     """Run an experiment end to end and print the comparison table.
 

@@ -170,7 +170,7 @@ def run_bm25(client: Elasticsearch, target: Target, alias: str, model: str, anal
     })
 
 
-ANN_TYPES = ("hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw")
+ANN_TYPES = ("hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw", "bbq_disk")
 
 
 def ann_overlap(approx: list[list[str]], exact: list[list[str]], k: int) -> dict[str, Any]:

@@ -49,7 +49,8 @@ if TYPE_CHECKING:
 # field names live in `fields` (no import cycle); other modules still import them from here
 from embedarena.indexer.fields import DOC_ID_FIELD, META_FIELD, TEXT_FIELD, VECTOR_FIELD
 
-IndexType = Literal["hnsw", "int8_hnsw", "flat", "int8_flat"]
+IndexType = Literal["hnsw", "int8_hnsw", "bbq_hnsw", "flat", "int8_flat", "bbq_flat",
+                    "bbq_disk"]
 Similarity = Literal["cosine", "dot_product", "l2_norm", "max_inner_product"]
 ProgressFn = Callable[[int], None]
 
@@ -68,7 +69,7 @@ class IndexOptions:
 
     def to_es(self) -> dict[str, Any]:
         opts: dict[str, Any] = {"type": self.type}
-        if self.type in ("hnsw", "int8_hnsw"):
+        if self.type in ("hnsw", "int8_hnsw", "bbq_hnsw"):
             if self.m is not None:
                 opts["m"] = self.m
             if self.ef_construction is not None:
@@ -228,6 +229,12 @@ class Builder:
                     options: IndexOptions, model_public: dict[str, Any] | None = None,
                     force: bool = False, progress: ProgressFn | None = None,
                     keep_old: bool = False) -> BuildResult:
+        from embedarena.indexer.capabilities import check_index_type, detect
+
+        # a type the node lacks (bbq_disk on 8.x or under a basic licence) is refused before
+        # anything is embedded
+        caps = detect(self.client, self.target)
+        check_index_type(options.type, caps.version, caps.license)
         similarity = choose_similarity(embedder, options)
         settings_key = _settings_key({"kind": "dense", "similarity": similarity,
                                       "options": options.__dict__})

@@ -80,6 +80,21 @@ def connect(settings: ESSettings | None = None, check: bool = True) -> tuple[Ela
     return client, target
 
 
+def connect_node(name: str) -> tuple[Elasticsearch, Target]:
+    """A client for the managed node called `name` (any version), from its state file."""
+    from elasticsearch import Elasticsearch
+
+    from embedarena.indexer.node import USER, ManagedNode
+
+    node = ManagedNode(name)
+    state = node.read_state()
+    if state is None or node.pid() is None:
+        raise SearchBackendError(f"the managed node '{name}' is not running: start it with "
+                                 f"`embedarena es start --name {name}`")
+    client = Elasticsearch(state.url, basic_auth=(USER, node.password()), request_timeout=30)
+    return client, Target([state.url], "basic (managed node)", True)
+
+
 def server_version(client: Elasticsearch, target: Target | None = None) -> str:
     """The cluster's version; also the cheapest call that proves URL and credentials work.
 

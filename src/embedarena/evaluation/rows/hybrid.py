@@ -129,7 +129,10 @@ class HybridRow:
         plan = native_plan(spec, self.members, True)  # what the members allow, node aside
         if not isinstance(plan, str) and spec.engine != "client":
             # only then ask the node (hybrids of in-process rows never connect)
-            plan = native_plan(spec, self.members, detect(*self.ctx.es(spec.name)).native_rrf)
+            caps = detect(*self.ctx.es(spec.name))
+            plan = native_plan(spec, self.members, caps.native_rrf)
+            if isinstance(plan, str) and caps.retriever_block:  # module there, licence not
+                plan = caps.retriever_block
         meta: dict[str, Any] = {"candidates": candidates,
                                 "member_fingerprints": {m.name: m.fingerprint
                                                         for m in self.members}}
