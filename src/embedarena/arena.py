@@ -125,6 +125,7 @@ class Arena:
         self._query_sets: list[QuerySet] | None = None
         self._rows: dict[str, Row] = {}
         self._specs: dict[str, ModelSpec] = {}
+        self._prices: dict[str, float] | None = None
         self.load_reports: list[LoadReport] = []
         self.notes: list[str] = []
 
@@ -318,15 +319,32 @@ class Arena:
         stats = row.stats()
         if stats.get("cache"):
             meta["cache"] = stats["cache"]
+        api = run.meta.get("api")
+        if isinstance(api, dict) and "tokens_sent" in api:
+            from embedarena.evaluation.costs import cost_meta
+
+            cost = cost_meta(int(api["tokens_sent"]), row.spec, self.prices)
+            if cost is not None:  # no price: no cost (not zero)
+                meta["cost"] = cost
         run.meta.update(meta)
         return run
+
+    @property
+    def prices(self) -> dict[str, float]:
+        """The config file's [prices], overridden by the experiment's `prices`."""
+        if self._prices is None:
+            from embedarena.settings import load_prices
+
+            self._prices = {**load_prices(), **self.experiment.prices}
+        return self._prices
 
 
 def index_options(cfg: IndexConfig) -> IndexOptions:
     """The Elasticsearch side (under backend faiss only BM25 rows use it, for its shards)."""
     kind = cast("IndexType", cfg.type if cfg.type != "ivf" else "flat")
     return IndexOptions(type=kind, similarity=cfg.similarity, m=cfg.m,
-                        ef_construction=cfg.ef_construction)
+                        ef_construction=cfg.ef_construction, shards=cfg.shards,
+                        replicas=cfg.replicas)
 
 
 def faiss_options(cfg: IndexConfig) -> FaissOptions:
@@ -438,7 +456,8 @@ def _run(arena: Arena, source: Path | None, only: Sequence[str] | None, force: b
             scored.save(where / "metrics.json")
             key = (row.name, qs.name)
             result.runs[key], result.metrics[key], result.run_dirs[key] = run, scored, where
-            result.comparison.add(row.name, qs.name, scored, ann=run.meta.get("ann_check"))
+            result.comparison.add(row.name, qs.name, scored, ann=run.meta.get("ann_check"),
+                                  meta=run.meta)
         result.stats[name] = row.stats()
         summary.append({"model": name, "alias": built.alias if built else row.alias,
                         "index": built.index if built else None,

@@ -126,6 +126,9 @@ class IndexConfig(_Strict):
     ef_construction: int | None = None
     num_candidates: int = 100
     msearch_batch: int = 64
+    shards: int = Field(default=1, ge=1, description="elasticsearch: primary shards per index.")
+    replicas: int = Field(default=0, ge=0, description="elasticsearch: replicas of each shard "
+                          "(loaded with 0, restored before the alias moves).")
     nlist: int | None = Field(default=None, ge=1, description="faiss ivf: inverted lists.")
     nprobe: int | None = Field(default=None, ge=1, description="faiss ivf: lists searched.")
 
@@ -198,6 +201,10 @@ class Experiment(_Strict):
     models: list[SerializeAsAny[ModelSpec]]
     out: Path | None = None
     cache: bool = True
+    prices: dict[str, float] = Field(default_factory=dict, description="USD per 1M input "
+                                     "tokens by model entry, deployment or model name "
+                                     "(`text-embedding-3-small: 0.02`); API rows with a price "
+                                     "record their cost. Overrides the config file's [prices].")
     report: ReportOptions | None = Field(default=None, description="Write report.html/.xlsx/.md "
                                          "into <out>/report after the run.")
 
@@ -219,6 +226,14 @@ class Experiment(_Strict):
                                   context=info.context) for m in v]
 
     _out = field_validator("out")(_relative_to_file)
+
+    @field_validator("prices")
+    @classmethod
+    def _non_negative_prices(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, p in v.items() if p < 0]
+        if bad:
+            raise ValueError(f"prices must be >= 0 USD per 1M tokens: {', '.join(bad)}")
+        return v
 
     @model_validator(mode="after")
     def _complete(self, info: ValidationInfo) -> Experiment:

@@ -240,3 +240,31 @@ def load_es_settings(**overrides: Any) -> ESSettings:
         first = e.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
         raise ConfigError(f"invalid Elasticsearch setting '{loc}': {first['msg']}") from None
+
+
+def load_prices() -> dict[str, float]:
+    """The `[prices]` table of the config file: USD per 1M input tokens by deployment or model
+    name (`"text-embedding-3-small" = 0.02`); empty without a config file or table. An
+    experiment's own `prices` win over these. Nothing is built in: prices change."""
+    path = config_file_path()
+    if path is None:
+        return {}
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: cannot parse config file: {e}") from e
+    table = doc.get("prices", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [prices] must be a table of name = USD per 1M tokens")
+    return check_prices(table, f"{path} [prices]")
+
+
+def check_prices(table: dict[str, Any], where: str) -> dict[str, float]:
+    """`table` as {name: non-negative float}, or a `ConfigError` naming the bad entry."""
+    out: dict[str, float] = {}
+    for name, value in table.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{where}: price of {name!r} must be a non-negative number of "
+                              f"USD per 1M tokens, not {value!r}")
+        out[str(name)] = float(value)
+    return out

@@ -41,6 +41,13 @@ def compare_cmd(
              "previous metric). Default: what each run's metrics.json holds.")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Also write comparison.md, .csv and .json here.")] = None,
+    columns: Annotated[str | None, typer.Option(
+        "--columns", "-c",
+        help="Cost and latency columns after the metrics, from each run's meta.json: "
+             "embed_ms, embed_p95_ms, embed_batch_ms, embed_batch_p95_ms, search_ms, "
+             "search_p95_ms, search_batch_ms, search_batch_p95_ms, index_mb, "
+             "bytes_per_vector, tokens, price, cost_usd, or the groups latency, size, "
+             "cost.")] = None,
     allow_mixed: Annotated[bool, typer.Option(
         "--allow-mixed", help="Show runs of one query set made from different corpora or "
         "query files (marked with their inputs' hashes) instead of refusing.")] = False,
@@ -57,17 +64,21 @@ def compare_cmd(
     --allow-mixed).
 
     Example: embedarena compare runs/bge runs/bge-ft --metrics precise@1,2,5 --out report
+
+    Example: embedarena compare runs/exp1 -m precise@1,5 --columns latency,size,cost
     """
     from embedarena.evaluation.compare import (
         Comparison,
         describe_mixed,
         load_run_dir,
         mixed_inputs,
+        parse_columns,
         refuse_mixed,
     )
     from embedarena.evaluation.metrics import parse_metrics
 
     specs = parse_metrics(metrics) if metrics is not None else None
+    extra = parse_columns(columns) if columns else []
     dirs = find_run_dirs(run_dirs)
     loaded = [(d, *load_run_dir(d, specs)) for d in dirs]
     labels = _labels([(run.model, run.query_set, d) for d, run, _ in loaded])
@@ -80,10 +91,11 @@ def compare_cmd(
     labels = [f"{lab} [{', '.join(marks[(lab, run.query_set)])}]"
               if (lab, run.query_set) in marks else lab
               for lab, (_, run, _) in zip(labels, loaded, strict=True)]
-    comparison = Comparison()
+    comparison = Comparison(extra=extra)
     # table titles say how many queries were scored and how many had no relevant gold
     for label, (_, run, result) in zip(labels, loaded, strict=True):
-        comparison.add(label, run.query_set, result, ann=run.meta.get("ann_check"))
+        comparison.add(label, run.query_set, result, ann=run.meta.get("ann_check"),
+                       meta=run.meta)
     console.print(comparison.to_rich_table())
     if out is not None:
         for p in comparison.save(out):

@@ -13,6 +13,7 @@ from embedarena.indexer import node as node_mod
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
 
+    from embedarena.indexer.cluster import ManagedCluster
     from embedarena.indexer.es import Target
 
 app = typer.Typer(
@@ -40,12 +41,18 @@ def start(
                                 f"(8 or 9 for the pinned {node_mod.DEFAULT_VERSION} or "
                                 f"{node_mod.LATEST_9}; 9.x needs Java 21+)."),
     timeout: float = typer.Option(180.0, help="Seconds to wait for the node to become healthy."),
+    nodes: int = typer.Option(1, "--nodes", min=1, help="Start a local cluster of this many "
+                              "nodes (ports PORT.., transport PORT+100.., transport TLS)."),
     name: str = NAME,
 ) -> None:
-    """Fetch (once), start and wait for a healthy single-node Elasticsearch.
+    """Fetch (once), start and wait for a healthy single-node Elasticsearch (or a cluster).
 
     Example: embedarena es start --port 9200 --heap 1g
+    Example: embedarena es start --nodes 3 --name c3 --port 9400 --heap 512m
     """
+    if nodes > 1:
+        _start_cluster(name, nodes, port, heap, distribution, version, timeout)
+        return
     node = node_mod.ManagedNode(name=name, version=node_mod.resolve_version(version))
     with err_console.status("starting Elasticsearch") as status:
         state, already = node.start(
@@ -62,6 +69,28 @@ def start(
     console.print(f"  try: curl -u {node_mod.USER}:\"$(cat {node.password_file})\" {state.url}")
 
 
+def _start_cluster(name: str, nodes: int, port: int, heap: str, distribution: Path | None,
+                   version: str, timeout: float) -> None:
+    from embedarena.indexer.cluster import DEFAULT_CLUSTER_HEAP, ManagedCluster
+
+    cluster = ManagedCluster(name, nodes, version=node_mod.resolve_version(version), port=port)
+    heap = DEFAULT_CLUSTER_HEAP if heap == node_mod.DEFAULT_HEAP else heap
+    with err_console.status(f"starting a {nodes}-node cluster") as status:
+        results = cluster.start(heap=heap, distribution=distribution, timeout=max(timeout, 240),
+                                progress=lambda m: status.update(m))
+    health = cluster.health() or {}
+    console.print(f"[green]cluster '{name}' is up[/]: {nodes} nodes of Elasticsearch "
+                  f"{cluster.version}, health {health.get('status')}")
+    for m, (state, already) in zip(cluster.members(), results, strict=True):
+        console.print(f"  {m.name}: {state.url} (pid {state.pid}, transport "
+                      f"{m.member.transport_port if m.member else '?'}, heap {state.heap})"
+                      + (" already running" if already else ""))
+    console.print(f"  user: {node_mod.USER}; password file (0600): {cluster.password_file}")
+    console.print(f"  transport TLS certificates (0600): {cluster.tls_dir}")
+    console.print(f"  try: curl -u {node_mod.USER}:\"$(cat {cluster.password_file})\" "
+                  f"{cluster.url}/_cat/nodes")
+
+
 @app.command()
 def stop(
     purge: bool = typer.Option(False, "--purge", help="Also delete the node's data and password."),
@@ -71,6 +100,14 @@ def stop(
 
     Example: embedarena es stop --purge
     """
+    from embedarena.indexer.cluster import ManagedCluster
+
+    cluster = ManagedCluster.load(name)
+    if cluster is not None:
+        n = cluster.stop(purge=purge)
+        console.print(f"stopped {n} of {cluster.size} nodes of cluster '{name}'"
+                      + (" and deleted their data" if purge else ""))
+        return
     node = node_mod.ManagedNode(name=name)
     stopped = node.stop(purge=purge)
     if stopped:
@@ -104,6 +141,12 @@ def status(name: str = NAME) -> None:
         console.print(f"version: {version}; health: {health['status']}")
         _print_capabilities(client, target)
         return
+    from embedarena.indexer.cluster import ManagedCluster
+
+    cluster = ManagedCluster.load(name)
+    if cluster is not None:
+        _cluster_status(cluster)
+        return
     node = node_mod.ManagedNode(name=name)
     st = node.status()
     console.print(f"managed node '{name}': {st.detail}")
@@ -117,6 +160,25 @@ def status(name: str = NAME) -> None:
 
             _print_capabilities(*connect_node(name))
     if not st.running:
+        raise typer.Exit(1)
+
+
+def _cluster_status(cluster: ManagedCluster) -> None:
+    running = 0
+    console.print(f"managed cluster '{cluster.name}': {cluster.size} nodes, Elasticsearch "
+                  f"{cluster.version}")
+    for m, st in cluster.status():
+        running += st.running
+        port = m.member.transport_port if m.member else "?"
+        console.print(f"  {m.name}: {st.detail}; url {st.url}; transport {port}"
+                      + (f"; pid {st.pid}" if st.pid else ""))
+    health = cluster.health() if running else None
+    if health:
+        console.print(f"health: {health['status']}; nodes {health['number_of_nodes']}; "
+                      f"active shards {health['active_shards']}; unassigned "
+                      f"{health['unassigned_shards']}")
+    console.print(f"auth: basic as '{node_mod.USER}', password in {cluster.password_file}")
+    if not running:
         raise typer.Exit(1)
 
 

@@ -41,6 +41,9 @@ def build(
     similarity: str | None = typer.Option(None, help="cosine or dot_product (default: "
                                           "dot_product for normalised embedders, else cosine)."),
     prefix: str = typer.Option("embedarena-", help="Index/alias name prefix."),
+    shards: int = typer.Option(1, min=1, help="Primary shards per index."),
+    replicas: int = typer.Option(0, min=0, help="Replicas per shard (loaded with 0, restored "
+                                 "before the alias moves)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when the index is current."),
     keep_old: bool = typer.Option(False, "--keep-old", help="Keep the previous physical index."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the embedding cache."),
@@ -73,7 +76,8 @@ def build(
         exp = inline_experiment(
             model, name="index", corpus={"path": corpus, "dataset": dataset, "column": column,
                                           "encoding": encoding},
-            index={"prefix": prefix, "type": index_type, "similarity": similarity},
+            index={"prefix": prefix, "type": index_type, "similarity": similarity,
+                   "shards": shards, "replicas": replicas},
             cache=not no_cache)
         only = None
     with CliProgress() as progress:

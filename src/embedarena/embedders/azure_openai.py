@@ -283,6 +283,10 @@ class _OpenAIEmbedderBase(EmbedderBase):
         self._dim: int | None = spec.dimensions or (OPENAI_MODEL_DIMS.get(family)
                                                      if family else None)
         self.requests_made = 0  # HTTP requests sent, retries included
+        #: input tokens of the texts sent in answered requests (each text once, retries not
+        #: counted again), counted as `plan_batches` counts them; exact with tiktoken
+        self.tokens_sent = 0
+        self.tokens_exact = True
         self._attempt = 0  # attempts within the current `_request` (the SDK retries inside it)
         self._last_failure = ""
 
@@ -343,6 +347,7 @@ class _OpenAIEmbedderBase(EmbedderBase):
         """
         count, cut, exact = token_tools(self.spec.model_family() or self.model_arg)
         limit = self.spec.max_input_tokens
+        self._planned_tokens: dict[int, int] = {}
         batches: list[list[int]] = []
         cur: list[int] = []
         cur_tokens = 0
@@ -355,6 +360,7 @@ class _OpenAIEmbedderBase(EmbedderBase):
                 elif exact:
                     raise EmbedderError(self._too_long(i, text, n, exact=True))
             n = min(n, limit)
+            self._planned_tokens[i] = n
             if cur and (len(cur) >= self.spec.batch_size
                         or cur_tokens + n > self.spec.max_request_tokens):
                 batches.append(cur)
@@ -389,6 +395,9 @@ class _OpenAIEmbedderBase(EmbedderBase):
                     else f"model '{self.name}': {self.endpoint} refused a request because an "
                     f"input is longer than the model's context; set truncate: true to cut "
                     "over-long texts") from None
+            self.tokens_sent += sum(self._planned_tokens.get(i, 0) for i in batch)
+            self.tokens_exact = self.tokens_exact and token_tools(
+                self.spec.model_family() or self.model_arg)[2]
             if out is None:
                 out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
             out[batch] = vecs

@@ -131,18 +131,28 @@ def embed_batch(embedder: Embedder, side: Side, texts: Sequence[str], *, start: 
 
 def embed_in_batches(embedder: Embedder, side: Side, texts: Sequence[str],
                      ids: Sequence[str] | None = None, batch_size: int = 256,
-                     name: str | None = None) -> np.ndarray:
-    """`embed_batch` over all of `texts`, `batch_size` at a time; the vectors in order."""
+                     name: str | None = None,
+                     timings: list[tuple[int, float]] | None = None) -> np.ndarray:
+    """`embed_batch` over all of `texts`, `batch_size` at a time; the vectors in order.
+
+    `timings`, when given, gets (texts in the batch, seconds) for each batch."""
+    import time
+
     import numpy as np
 
     texts = list(texts)
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
     total = -(-len(texts) // batch_size)
-    parts = [embed_batch(embedder, side, texts[s:s + batch_size], start=s, number=i + 1,
-                         total=total, ids=None if ids is None else ids[s:s + batch_size],
-                         name=name)
-             for i, s in enumerate(range(0, len(texts), batch_size))]
+    parts = []
+    for i, s in enumerate(range(0, len(texts), batch_size)):
+        t0 = time.perf_counter()
+        parts.append(embed_batch(embedder, side, texts[s:s + batch_size], start=s,
+                                 number=i + 1, total=total,
+                                 ids=None if ids is None else ids[s:s + batch_size],
+                                 name=name))
+        if timings is not None:
+            timings.append((len(parts[-1]), time.perf_counter() - t0))
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 

@@ -57,32 +57,127 @@ def format_value(column: str, value: float | None) -> str:
 
 
 @dataclass(frozen=True)
+class MetaColumn:
+    """A column read from a run's meta.json (cost and latency, `embedarena.evaluation.costs`)."""
+
+    name: str
+    path: tuple[str, ...]
+    help: str
+    scale: float = 1.0
+    integer: bool = False
+
+    def value(self, meta: Mapping[str, Any] | None) -> float | None:
+        node: Any = meta
+        for key in self.path:
+            if not isinstance(node, Mapping) or key not in node:
+                return None
+            node = node[key]
+        if isinstance(node, bool) or not isinstance(node, (int, float)):
+            return None
+        return float(node) * self.scale
+
+    def format(self, value: float | None) -> str:
+        if value is None or math.isnan(value):
+            return ""
+        if self.integer:
+            return f"{value:,.0f}"
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+#: `compare --columns`: what each run records beside its metrics (absent: empty cell).
+META_COLUMNS: dict[str, MetaColumn] = {c.name: c for c in (
+    MetaColumn("embed_ms", ("latency", "embed_query", "p50_ms"),
+               "query embedding ms per query, p50 (batch time / batch size)"),
+    MetaColumn("embed_p95_ms", ("latency", "embed_query", "p95_ms"),
+               "query embedding ms per query, p95"),
+    MetaColumn("embed_batch_ms", ("latency", "embed_batch", "p50_ms"),
+               "query embedding ms per batch, p50"),
+    MetaColumn("embed_batch_p95_ms", ("latency", "embed_batch", "p95_ms"),
+               "query embedding ms per batch, p95"),
+    MetaColumn("search_ms", ("latency", "search_query", "p50_ms"),
+               "search ms per query, p50 (Elasticsearch took; faiss: round time / size)"),
+    MetaColumn("search_p95_ms", ("latency", "search_query", "p95_ms"),
+               "search ms per query, p95"),
+    MetaColumn("search_batch_ms", ("latency", "search_batch", "p50_ms"),
+               "search ms per _msearch round (client side), p50"),
+    MetaColumn("search_batch_p95_ms", ("latency", "search_batch", "p95_ms"),
+               "search ms per _msearch round, p95"),
+    MetaColumn("index_mb", ("index_size", "bytes"),
+               "index size in MB (Elasticsearch primary store; faiss in memory)", 1e-6),
+    MetaColumn("bytes_per_vector", ("index_size", "bytes_per_vector"),
+               "index bytes per document", integer=True),
+    MetaColumn("tokens", ("api", "tokens_sent"), "tokens sent to the API (queries)",
+               integer=True),
+    MetaColumn("price", ("cost", "usd_per_1m_tokens"), "USD per 1M tokens (price table)"),
+    MetaColumn("cost_usd", ("cost", "usd"), "USD for the tokens sent (empty: no price)"),
+)}
+#: Shorthands `--columns` also takes.
+COLUMN_GROUPS = {
+    "latency": ["embed_ms", "embed_p95_ms", "search_ms", "search_p95_ms"],
+    "size": ["index_mb", "bytes_per_vector"],
+    "cost": ["tokens", "price", "cost_usd"],
+}
+
+
+def parse_columns(text: str | Iterable[str]) -> list[str]:
+    """`embed_ms,search_p95_ms,cost` → the meta column names, groups expanded, in order."""
+    items = [p.strip() for p in text.split(",")] if isinstance(text, str) else list(text)
+    out: dict[str, None] = {}
+    for item in items:
+        if not item:
+            continue
+        if item in COLUMN_GROUPS:
+            out.update(dict.fromkeys(COLUMN_GROUPS[item]))
+        elif item in META_COLUMNS:
+            out[item] = None
+        else:
+            raise ConfigError(f"unknown column {item!r}; columns: "
+                              f"{', '.join([*META_COLUMNS, *COLUMN_GROUPS])}")
+    return list(out)
+
+
+@dataclass(frozen=True)
 class Row:
     model: str
     query_set: str
     metrics: RunMetrics
     ann: dict[str, Any] | None = None
     """The run's `ann_check` (HNSW vs exact top-k overlap), when it has one."""
+    meta: Mapping[str, Any] | None = None
+    """The run's meta.json, where `extra` columns (latency, size, cost) are read."""
 
 
 class Comparison:
     """Results of several models on one or more query sets, rendered as tables and files."""
 
-    def __init__(self, rows: Iterable[tuple[str, str, RunMetrics]] = ()) -> None:
+    def __init__(self, rows: Iterable[tuple[str, str, RunMetrics]] = (),
+                 extra: Iterable[str] = ()) -> None:
         self._rows: dict[tuple[str, str], Row] = {}
+        #: meta columns (`META_COLUMNS`) shown after the metrics; none by default
+        self.extra: list[str] = parse_columns(list(extra))
         for model, query_set, metrics in rows:
             self.add(model, query_set, metrics)
 
     def add(self, model: str, query_set: str, metrics: RunMetrics,
-            ann: dict[str, Any] | None = None) -> None:
+            ann: dict[str, Any] | None = None,
+            meta: Mapping[str, Any] | None = None) -> None:
         """Add one model's results on one query set; the same pair twice is a mistake.
 
         `ann` is the run's `meta["ann_check"]`: shown as an `ann@k` column, so approximate
-        search error is visible next to the model's scores."""
+        search error is visible next to the model's scores. `meta` is the whole meta.json,
+        for the `extra` columns."""
         key = (model, query_set)
         if key in self._rows:
             raise ConfigError(f"model {model!r} on query set {query_set!r} was given twice")
-        self._rows[key] = Row(model, query_set, metrics, ann if ann else None)
+        self._rows[key] = Row(model, query_set, metrics, ann if ann else None, meta)
+
+    def extra_value(self, model: str, query_set: str, column: str) -> float | None:
+        """A meta column's value for a row (None: not recorded, e.g. no price)."""
+        row = self._rows.get((model, query_set))
+        return None if row is None else META_COLUMNS[column].value(row.meta)
+
+    def extra_text(self, model: str, query_set: str, column: str) -> str:
+        return META_COLUMNS[column].format(self.extra_value(model, query_set, column))
 
     def ann_column(self, query_set: str) -> str | None:
         """`ann@k` when some run of this query set has an ANN check, else None."""
@@ -175,6 +270,8 @@ class Comparison:
             if ann_col:
                 table.add_column(Text(ann_col), justify="right", style="dim")
                 table.caption = UNITS_NOTE + "; best per column highlighted; " + ANN_NOTE
+            for c in self.extra:
+                table.add_column(Text(c), justify="right", style="cyan")
             best = {c: set(self.best(qs, c)) for c in cols}
             for m in self.models:
                 # Text, not str: model names like "bge [run2]" must not be read as markup
@@ -187,6 +284,7 @@ class Comparison:
                     cells.append(Text(text, style="bold green" if m in best[c] else ""))
                 if ann_col:
                     cells.append(Text(self.ann_value(m, qs)))
+                cells.extend(Text(self.extra_text(m, qs, c)) for c in self.extra)
                 table.add_row(*cells)
             tables.append(table)
         return tables
@@ -204,7 +302,8 @@ class Comparison:
             cols = self.columns(qs)
             title, with_n = self._caption(qs)
             ann_col = self.ann_column(qs)
-            head = ["model", *(["n"] if with_n else []), *cols, *([ann_col] if ann_col else [])]
+            head = ["model", *(["n"] if with_n else []), *cols, *([ann_col] if ann_col else []),
+                    *self.extra]
             lines = [f"### {_md(title)}", "",
                      "| " + " | ".join(_md(h) for h in head) + " |",
                      "|" + "---|" + "---:|" * (len(head) - 1)]
@@ -219,12 +318,14 @@ class Comparison:
                     cells.append(f"**{text}**" if m in best[c] else text)
                 if ann_col:
                     cells.append(self.ann_value(m, qs))
+                cells.extend(self.extra_text(m, qs, c) for c in self.extra)
                 lines.append("| " + " | ".join(cells) + " |")
             parts.append("\n".join(lines))
         body = "\n\n".join(parts)
         ann = any(self.ann_column(qs) for qs in self.query_sets)
+        extra = "".join(f" {c}: {META_COLUMNS[c].help}." for c in self.extra)
         return (f"{body}\n\n{UNITS_NOTE}. Bold: best in its column."
-                + (f" {ANN_NOTE}." if ann else "") + "\n")
+                + (f" {ANN_NOTE}." if ann else "") + extra + "\n")
 
     def to_csv(self) -> str:
         """One line per (model, query set) with unrounded 0-1 values; empty where not computed."""
@@ -233,14 +334,15 @@ class Comparison:
         w = csv.writer(buf, lineterminator="\n")
         ann = any(r.ann for r in self._rows.values())
         w.writerow(["model", "query_set", "n_queries", "n_evaluated", "n_excluded", *cols,
-                    *(["ann_k", "ann_overlap"] if ann else [])])
+                    *(["ann_k", "ann_overlap"] if ann else []), *self.extra])
         for r in self._rows.values():
             vals = [self.value(r.model, r.query_set, c) for c in cols]
             extra = ([r.ann.get("k", ""), repr(r.ann.get("overlap"))] if r.ann else ["", ""]
                      ) if ann else []
             w.writerow([r.model, r.query_set, r.metrics.n_queries, r.metrics.n_evaluated,
                         r.metrics.n_excluded, *("" if v is None else repr(v) for v in vals),
-                        *extra])
+                        *extra, *("" if (x := self.extra_value(r.model, r.query_set, c))
+                                  is None else repr(x) for c in self.extra)])
         return buf.getvalue()
 
     def to_json(self) -> dict[str, Any]:
@@ -254,6 +356,8 @@ class Comparison:
                 "n_excluded": r.metrics.n_excluded,
                 "metrics": {c: self.value(r.model, r.query_set, c) for c in r.metrics.means},
                 **({"ann_check": r.ann} if r.ann else {}),
+                **({"columns": {c: self.extra_value(r.model, r.query_set, c)
+                                for c in self.extra}} if self.extra else {}),
             } for r in self._rows.values()],
             "best": {qs: {c: self.best(qs, c) for c in self.columns(qs)}
                      for qs in self.query_sets},

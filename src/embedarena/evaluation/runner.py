@@ -19,6 +19,12 @@ import numpy as np
 
 from embedarena.data.types import QuerySet
 from embedarena.errors import ConfigError, IndexMismatchError, SearchBackendError
+from embedarena.evaluation.costs import (
+    api_counter,
+    es_index_size,
+    faiss_index_size,
+    latency_meta,
+)
 from embedarena.evaluation.metrics import DEFAULT_METRICS, MetricSpec, RunMetrics, evaluate
 from embedarena.evaluation.run import QueryResult, Run
 from embedarena.indexer.analysis import get_chain
@@ -58,13 +64,30 @@ def to_run(model: str, queries: QuerySet, hits: list[list[Hit]],
 QUERY_BATCH = 256
 
 
-def embed_query_set(embedder: Embedder, queries: QuerySet, model: str) -> np.ndarray:
+def embed_query_set(embedder: Embedder, queries: QuerySet, model: str,
+                    timings: list[tuple[int, float]] | None = None) -> np.ndarray:
     """All query vectors, `QUERY_BATCH` at a time, checked; an embedder failure names the
-    batch, its query range and first query id."""
+    batch, its query range and first query id. `timings` gets (size, seconds) per batch."""
     from embedarena.embedders.base import embed_in_batches
 
     return embed_in_batches(embedder, "query", [q.text for q in queries],
-                            [q.qid for q in queries], QUERY_BATCH, name=model)
+                            [q.qid for q in queries], QUERY_BATCH, name=model,
+                            timings=timings)
+
+
+def _embed_timed(embedder: Embedder, queries: QuerySet, model: str
+                 ) -> tuple[np.ndarray, list[tuple[int, float]], dict[str, Any] | None]:
+    """Query vectors, their batch timings and, for API models, the tokens this sent."""
+    counter = api_counter(embedder)
+    before = counter.tokens_sent if counter is not None else 0
+    timings: list[tuple[int, float]] = []
+    vectors = embed_query_set(embedder, queries, model, timings)
+    api = None
+    if counter is not None:
+        api = {"tokens_sent": int(counter.tokens_sent - before),
+               "tokens_counted_with": "tiktoken" if counter.tokens_exact
+               else "utf-8 bytes (tiktoken unavailable: an upper bound)"}
+    return vectors, timings, api
 
 
 def run_dense(client: Elasticsearch, target: Target, alias: str, model: str,
@@ -84,11 +107,13 @@ def run_dense(client: Elasticsearch, target: Target, alias: str, model: str,
                                  "with `embedarena index build`")
     check_compatible(meta, embedder.fingerprint, alias, corpus_sha)
     t0 = time.monotonic()
-    vectors = embed_query_set(embedder, queries, model)
+    vectors, embed_times, api = _embed_timed(embedder, queries, model)
     t_embed = time.monotonic() - t0
     bodies = dense_bodies(vectors, k, num_candidates)
     t1 = time.monotonic()
-    hits = msearch_batches(client, target, alias, bodies, msearch_batch, progress)
+    search_times: dict[str, list[float]] = {}
+    hits = msearch_batches(client, target, alias, bodies, msearch_batch, progress,
+                           timings=search_times)
     t_search = time.monotonic() - t1
     run = to_run(model, queries, hits, {
         "index": meta["index"], "alias": alias, "k": k, "num_candidates": num_candidates,
@@ -96,6 +121,12 @@ def run_dense(client: Elasticsearch, target: Target, alias: str, model: str,
         "corpus_sha256": meta.get("corpus_sha256"),  # what the index holds (compare checks it)
         "index_options": meta.get("index_options"), "similarity": meta.get("similarity"),
         "seconds_embed": round(t_embed, 3), "seconds_search": round(t_search, 3),
+        "latency": latency_meta(
+            embed_times, search_times.get("batch", []), search_times.get("took_ms"),
+            _sizes(len(bodies), msearch_batch),
+            "elasticsearch took per search in _msearch rounds (server side)"),
+        "index_size": es_index_size(client, target, meta["index"]),
+        **({"api": api} if api is not None else {}),
     })
     index_type = str((meta.get("index_options") or {}).get("type", ""))
     if check_ann and index_type in ANN_TYPES and len(queries):
@@ -119,13 +150,19 @@ def run_faiss(index: FaissIndex, ids: Sequence[str], texts: Sequence[str], model
     from embedarena.indexer.faiss_index import es_scores
 
     t0 = time.monotonic()
-    vectors = embed_query_set(embedder, queries, model)
+    vectors, embed_times, api = _embed_timed(embedder, queries, model)
     t_embed = time.monotonic() - t0
     t1 = time.monotonic()
-    res = index.search(vectors, k)
-    scores = es_scores(res.scores, index.similarity)
-    hits = [[Hit(ids[j], float(sc), texts[j]) for sc, j in zip(srow, irow) if j >= 0]
-            for srow, irow in zip(scores, res.indices)]
+    hits: list[list[Hit]] = []
+    rounds: list[float] = []
+    # rounds of FAISS_SEARCH_BATCH queries, so per-round times compare with _msearch rounds
+    for s in range(0, len(vectors), FAISS_SEARCH_BATCH):
+        t_round = time.perf_counter()
+        res = index.search(vectors[s:s + FAISS_SEARCH_BATCH], k)
+        scores = es_scores(res.scores, index.similarity)
+        rounds.append(time.perf_counter() - t_round)
+        hits.extend([Hit(ids[j], float(sc), texts[j]) for sc, j in zip(srow, irow) if j >= 0]
+                    for srow, irow in zip(scores, res.indices))
     t_search = time.monotonic() - t1
     if progress is not None:
         progress(len(queries))
@@ -134,6 +171,11 @@ def run_faiss(index: FaissIndex, ids: Sequence[str], texts: Sequence[str], model
         "k": k, "search": "knn", "fingerprint": embedder.fingerprint,
         "similarity": index.similarity,
         "seconds_embed": round(t_embed, 3), "seconds_search": round(t_search, 3),
+        "latency": latency_meta(
+            embed_times, rounds, None, _sizes(len(vectors), FAISS_SEARCH_BATCH),
+            "faiss search round time / queries in the round (in process)"),
+        "index_size": faiss_index_size(index.memory_bytes(), index.n),
+        **({"api": api} if api is not None else {}),
     })
     if check_ann and not index.exact and len(queries):
         t2 = time.monotonic()
@@ -159,15 +201,29 @@ def run_bm25(client: Elasticsearch, target: Target, alias: str, model: str, anal
     t1 = time.monotonic()
     # client-side chains segment the query with the same function that segmented documents
     texts = [chain.segment(q.text) if chain.client_side else q.text for q in queries]
+    search_times: dict[str, list[float]] = {}
     hits = msearch_batches(client, target, alias,
                            [bm25_body(t, k, chain.field) for t in texts],
-                           msearch_batch, progress)
+                           msearch_batch, progress, timings=search_times)
     return to_run(model, queries, hits, {
         "index": meta["index"], "alias": alias, "k": k, "search": "bm25",
         "analyzer": analyzer, "analysis": chain.fingerprint_payload(),
         "fingerprint": meta["fingerprint"], "corpus_sha256": meta.get("corpus_sha256"),
         "seconds_search": round(time.monotonic() - t1, 3),
+        "latency": latency_meta(
+            [], search_times.get("batch", []), search_times.get("took_ms"),
+            _sizes(len(texts), msearch_batch),
+            "elasticsearch took per search in _msearch rounds (server side)"),
+        "index_size": es_index_size(client, target, meta["index"]),
     })
+
+
+FAISS_SEARCH_BATCH = 64
+
+
+def _sizes(n: int, batch: int) -> list[int]:
+    """Sizes of the rounds `n` items take at `batch` a time."""
+    return [min(batch, n - s) for s in range(0, n, batch)]
 
 
 ANN_TYPES = ("hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw", "bbq_disk")

@@ -141,8 +141,15 @@ def lexical_mapping(analyzer: str | AnalysisChain, meta: dict[str, Any]) -> dict
 
 
 def index_settings(options: IndexOptions) -> dict[str, Any]:
-    return {"number_of_shards": options.shards, "number_of_replicas": options.replicas,
+    """Settings a new index is created (and loaded) with: no refresh and no replicas, which
+    `Builder` restores to `options.replicas` (and a 1 s refresh) once every document is in."""
+    return {"number_of_shards": options.shards, "number_of_replicas": 0,
             "refresh_interval": "-1"}
+
+
+def wait_status(options: IndexOptions, data_nodes: int) -> str:
+    """The health an index can reach: green when every replica has a node of its own."""
+    return "green" if options.replicas < max(data_nodes, 1) else "yellow"
 
 
 def choose_similarity(embedder: Embedder, options: IndexOptions) -> str:
@@ -222,6 +229,8 @@ class Builder:
     chunk_size: int = 256
     embed_batch: int = 256
     max_retries: int = 5
+    #: Seconds to wait for the restored replicas to be assigned before the alias moves.
+    health_timeout: float = 120.0
     #: Called with the new index just before the alias lock is taken (tests force races here).
     before_swap: Callable[[str], None] | None = None
 
@@ -411,8 +420,20 @@ class Builder:
                     f"{len(failures)} of {len(corpus)} documents failed to index into {index}; "
                     f"first: {failures[0]}")
             with es_errors(self.target, f"finish {index}"):
-                self.client.indices.put_settings(index=index,
-                                                 settings={"refresh_interval": "1s"})
+                self.client.indices.put_settings(
+                    index=index, settings={"refresh_interval": "1s",
+                                           "number_of_replicas": options.replicas})
+                nodes = int(self.client.cluster.health()["number_of_data_nodes"])
+                want = wait_status(options, nodes)
+                health = self.client.options(
+                    request_timeout=self.health_timeout + 10).cluster.health(
+                    index=index, wait_for_status=want,
+                                                    timeout=f"{int(self.health_timeout)}s")
+                if health.get("timed_out"):
+                    raise SearchBackendError(
+                        f"index {index} did not become {want} within {self.health_timeout:.0f} "
+                        f"s (status {health.get('status')}, {health.get('unassigned_shards')} "
+                        "unassigned shards); the alias was not switched")
                 self.client.indices.refresh(index=index)
                 count = int(self.client.count(index=index)["count"])
             if count != len(corpus) or n_ok != len(corpus):

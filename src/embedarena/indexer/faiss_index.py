@@ -131,6 +131,16 @@ class FaissIndex:
             out.update(nlist=self.options.lists(self.n), nprobe=self.options.probes(self.n))
         return out
 
+    def memory_bytes(self) -> int:
+        """Size of the index in memory: the float32 vectors of an exact index, the
+        serialised faiss index (vectors plus HNSW graph or IVF lists) of an approximate one."""
+        if self._ann is None:
+            return int(self.docs.nbytes)
+        import faiss
+
+        cpu = self._ann_cpu if self._ann_cpu is not None else self._ann
+        return int(faiss.serialize_index(cpu).nbytes)
+
     def search(self, queries: np.ndarray, k: int) -> ExactResult:
         """Row i: the best `k` documents for query i by similarity (inner product, or minus
         the squared L2 distance); -1 pads rows an approximate index could not fill."""

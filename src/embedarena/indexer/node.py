@@ -100,7 +100,8 @@ class ManagedNode:
     """One named local node: `paths.home()/nodes/<name>`, sharing unpacked distributions."""
 
     def __init__(self, name: str = "default", home: Path | None = None,
-                 version: str = DEFAULT_VERSION) -> None:
+                 version: str = DEFAULT_VERSION, member: ClusterMember | None = None,
+                 password_file: Path | None = None) -> None:
         self.home = (home or paths.home()).resolve()
         self.name = name
         self.version = version
@@ -113,7 +114,9 @@ class ManagedNode:
         self.pid_file = self.dir / "es.pid"
         self.state_file = self.dir / "state.json"
         # the secret lives outside the directory handed to the unprivileged ES user
-        self.password_file = self.home / "secrets" / f"{name}.elastic.password"
+        self.password_file = password_file or self.home / "secrets" / f"{name}.elastic.password"
+        #: set when this node is one member of a multi-node cluster (see indexer/cluster.py)
+        self.member = member
 
     # -- obtaining the distribution --------------------------------------------------------
     @property
@@ -293,6 +296,9 @@ class ManagedNode:
         if not re.fullmatch(r"\d+[mMgG]", heap):
             raise NodeError(f"heap must look like 512m or 2g, got {heap!r}")
         self._check_data_version(state)
+        if self.member is not None and _port_in_use(self.member.transport_port):
+            raise NodeError(f"transport port {self.member.transport_port} on 127.0.0.1 is "
+                            "already in use by another process; start on another --port")
         if _port_in_use(port):
             raise NodeError(
                 f"port {port} on 127.0.0.1 is already in use by another process; stop it or "
@@ -404,9 +410,16 @@ class ManagedNode:
             if (src_conf / name).exists() and not (self.conf_dir / name).exists():
                 shutil.copy2(src_conf / name, self.conf_dir / name)
         (self.conf_dir / "jvm.options.d").mkdir(exist_ok=True)
+        if self.member is not None:
+            certs = self.conf_dir / "certs"
+            certs.mkdir(mode=0o700, exist_ok=True)
+            for src in self.member.tls_files:
+                shutil.copyfile(src, certs / src.name)
+                os.chmod(certs / src.name, 0o600)
         (self.conf_dir / "elasticsearch.yml").write_text(render_config(
-            cluster_name="embedarena", node_name=self.name, port=port,
-            data=self.data_dir, logs=self.logs_dir,
+            cluster_name="embedarena" if self.member is None else self.member.cluster_name,
+            node_name=self.name, port=port, data=self.data_dir, logs=self.logs_dir,
+            member=self.member,
         ))
         if run_as:
             _check_reachable(self.dir, run_as)
@@ -481,28 +494,61 @@ class ManagedNode:
         return f"{pick[:400]} (logs: {self.logs_dir})"
 
 
-def render_config(cluster_name: str, node_name: str, port: int, data: Path, logs: Path) -> str:
-    """elasticsearch.yml for one loopback-only node with security on and TLS off.
+@dataclass
+class ClusterMember:
+    """What one node of a local multi-node cluster needs in its configuration."""
 
-    A pure function so tests can assert on it. Transport TLS is not needed for a single node
-    bound to 127.0.0.1 (ES only enforces it when the node can form a multi-node cluster).
+    cluster_name: str
+    transport_port: int
+    seed_hosts: list[str]
+    initial_masters: list[str]
+    #: ca.crt, node.crt, node.key: copied 0600 into the node's config/certs
+    tls_files: list[Path]
+
+
+def render_config(cluster_name: str, node_name: str, port: int, data: Path, logs: Path,
+                  member: ClusterMember | None = None) -> str:
+    """elasticsearch.yml for one loopback-only node with security on.
+
+    A pure function so tests can assert on it. A single node (member None) runs with
+    `discovery.type: single-node` and no TLS: ES only enforces transport TLS when the node can
+    form a multi-node cluster. A cluster member gets its own transport port, the seed hosts and
+    initial masters of its cluster, and transport TLS with the certificates in config/certs.
     """
-    return "\n".join([
+    lines = [
         "# written by embedarena; changes are overwritten at the next `embedarena es start`",
         f"cluster.name: {cluster_name}",
         f"node.name: {node_name}",
         "network.host: 127.0.0.1",
         f"http.port: {port}",
-        "transport.port: 9300-9399",
-        "discovery.type: single-node",
+    ]
+    if member is None:
+        lines += ["transport.port: 9300-9399", "discovery.type: single-node"]
+    else:
+        lines += [
+            f"transport.port: {member.transport_port}",
+            "discovery.seed_hosts: [" + ", ".join(f'"{h}"' for h in member.seed_hosts) + "]",
+            "cluster.initial_master_nodes: ["
+            + ", ".join(f'"{n}"' for n in member.initial_masters) + "]",
+        ]
+    lines += [
         f"path.data: {data}",
         f"path.logs: {logs}",
         "xpack.security.enabled: true",
         "xpack.security.http.ssl.enabled: false",
-        "xpack.security.transport.ssl.enabled: false",
-        "action.destructive_requires_name: true",
-        "",
-    ])
+    ]
+    if member is None:
+        lines.append("xpack.security.transport.ssl.enabled: false")
+    else:
+        lines += [
+            "xpack.security.transport.ssl.enabled: true",
+            "xpack.security.transport.ssl.verification_mode: full",
+            "xpack.security.transport.ssl.key: certs/node.key",
+            "xpack.security.transport.ssl.certificate: certs/node.crt",
+            "xpack.security.transport.ssl.certificate_authorities: [certs/ca.crt]",
+        ]
+    lines += ["action.destructive_requires_name: true", ""]
+    return "\n".join(lines)
 
 
 # -- helpers ---------------------------------------------------------------------------------

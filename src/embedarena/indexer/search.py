@@ -70,10 +70,18 @@ def rrf_retriever_body(text: str, vector: Sequence[float], k: int, rank_constant
 
 def msearch_batches(client: Elasticsearch, target: Target, index: str,
                     bodies: Sequence[dict[str, Any]], batch: int = 64,
-                    progress: Callable[[int], None] | None = None) -> list[list[Hit]]:
-    """Run the bodies in `_msearch` rounds of `batch`; results in input order."""
+                    progress: Callable[[int], None] | None = None,
+                    timings: dict[str, list[float]] | None = None) -> list[list[Hit]]:
+    """Run the bodies in `_msearch` rounds of `batch`; results in input order.
+
+    `timings`, when given, gets the wall seconds of each round under "batch" (the client's
+    view, HTTP included) and each search's own `took` (milliseconds, Elasticsearch's
+    server-side time) under "took_ms"."""
+    import time
+
     out: list[list[Hit]] = []
     for start in range(0, len(bodies), batch):
+        t0 = time.perf_counter()
         chunk = bodies[start:start + batch]
         searches: list[dict[str, Any]] = []
         for b in chunk:
@@ -81,11 +89,26 @@ def msearch_batches(client: Elasticsearch, target: Target, index: str,
             searches.append(b)
         with es_errors(target, f"search {index}"):
             resp = client.msearch(searches=searches)
+        if timings is not None:
+            timings.setdefault("batch", []).append(time.perf_counter() - t0)
+            timings.setdefault("took_ms", []).extend(
+                float(r["took"]) for r in resp["responses"] if "took" in r)
         for i, r in enumerate(resp["responses"]):
             if "error" in r:
                 err = r["error"]
                 reason = err.get("reason", err) if isinstance(err, dict) else err
                 raise SearchBackendError(f"search {index}: query {start + i + 1} failed: {reason}")
+            shards = r.get("_shards") or {}
+            if shards.get("failed"):
+                # a partial answer (a node holding the only copy of a shard is down) would
+                # silently lower the metrics: refuse it
+                fails = shards.get("failures") or [{}]
+                why = fails[0].get("reason", {})
+                why = (why.get("reason") or why.get("type")) if isinstance(why, dict) else why
+                raise SearchBackendError(
+                    f"search {index}: query {start + i + 1} was answered by only "
+                    f"{shards.get('successful')} of {shards.get('total')} shards ({why}); "
+                    "is a node down? Add replicas (index: {replicas: 1}) to survive that")
             out.append([
                 Hit(h["_source"].get(DOC_ID_FIELD, h["_id"]), float(h["_score"]),
                     h["_source"].get(TEXT_FIELD, ""))

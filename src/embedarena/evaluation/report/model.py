@@ -68,6 +68,10 @@ class ReportOptions(BaseModel):
         default=None, description="Metrics tested for significance; the first also drives "
         "win/loss, per-query detail, per-label accuracy and error analysis. Default: every "
         "precise@k among the headline metrics, else the first headline metric.")
+    columns: list[str] = Field(default_factory=list, description="Cost and latency columns "
+                               "shown beside the metrics in the results table (as `compare "
+                               "--columns`: embed_ms, search_ms, index_mb, tokens, cost_usd, "
+                               "or the groups latency, size, cost); default: none.")
     formats: list[Format] = ["html", "xlsx", "md"]
     resamples: int = Field(default=DEFAULT_RESAMPLES, ge=100, le=1_000_000)
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
@@ -85,6 +89,16 @@ class ReportOptions(BaseModel):
         if not v:
             raise ValueError("at least one format is needed (html, xlsx, md)")
         return list(dict.fromkeys(v))
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, v: list[str]) -> list[str]:
+        from embedarena.evaluation.compare import parse_columns
+
+        try:
+            return parse_columns(v)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
 
 
 # --- the gathered data -------------------------------------------------------------------
@@ -564,7 +578,9 @@ def build_report(inputs: list[Path], options: ReportOptions | None = None) -> Re
     entries, specs, key_specs = load_entries(dirs, options, inputs)
     refuse_mixed(mixed_inputs((e.label, e.query_set, e.run.meta) for e in entries),
                  hint=MIXED_REPORT_HINT)
-    comparison = Comparison((e.label, e.query_set, e.metrics) for e in entries)
+    comparison = Comparison(extra=options.columns)
+    for e in entries:
+        comparison.add(e.label, e.query_set, e.metrics, meta=e.run.meta)
     models = comparison.models
     baseline = options.baseline
     if baseline is not None and baseline not in models:

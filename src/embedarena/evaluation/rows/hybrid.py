@@ -154,6 +154,10 @@ class HybridRow:
         run = fuse_runs(runs, spec.fusion_params(), depth, spec.name,
                         {"engine": "client", **meta})
         run.meta["model_settings"] = spec.public_dict()
+        # each member's own latency, index size and API tokens (the fused row has no index)
+        run.meta["members_cost"] = {
+            m.name: {k: r.meta[k] for k in ("latency", "index_size", "api") if k in r.meta}
+            for m, r in zip(self.members, runs, strict=True)}
         return run
 
 
@@ -214,11 +218,22 @@ def native_rrf_run(ctx: RowContext, spec: HybridSpec, lexical: BM25Row, dense: D
     if meta is None:
         raise SearchBackendError(f"no index '{alias}': build it first")
     check_compatible(meta, dense.embedder.fingerprint, alias, corpus_sha)
-    vectors = embed_query_set(dense.embedder, queries, dense.name)
+    from embedarena.evaluation.costs import es_index_size, latency_meta
+
+    embed_times: list[tuple[int, float]] = []
+    vectors = embed_query_set(dense.embedder, queries, dense.name, embed_times)
     bodies = [rrf_retriever_body(q.text, v, depth, spec.k, candidates, ctx.num_candidates)
               for q, v in zip(queries, vectors)]
-    hits = msearch_batches(ctx.client, ctx.target, alias, bodies, ctx.msearch_batch, None)
+    search_times: dict[str, list[float]] = {}
+    hits = msearch_batches(ctx.client, ctx.target, alias, bodies, ctx.msearch_batch, None,
+                           timings=search_times)
+    sizes = [min(ctx.msearch_batch, len(bodies) - s)
+             for s in range(0, len(bodies), ctx.msearch_batch)]
     return to_run(spec.name, queries, hits, {
         "search": "hybrid", "engine": "native-rrf", "members": [lexical.name, dense.name],
         "k": depth, "fusion": "rrf", "fusion_params": spec.fusion_params().to_dict(),
-        "index": meta["index"], "model_settings": spec.public_dict()})
+        "index": meta["index"], "model_settings": spec.public_dict(),
+        "latency": latency_meta(embed_times, search_times.get("batch", []),
+                                search_times.get("took_ms"), sizes,
+                                "elasticsearch took per rrf search in _msearch rounds"),
+        "index_size": es_index_size(ctx.client, ctx.target, meta["index"])})
