@@ -178,13 +178,18 @@ def test_faiss_flat_ranks_like_elasticsearch_flat_on_cranfield(
         assert mb.mean(m) == pytest.approx(ma.mean(m), abs=1e-12), m
 
 
-def test_eval_backend_faiss_writes_a_run_directory_without_a_node(
-        no_node: list[str], tiny_bert_dir: Path, tmp_path: Path, cli) -> None:  # noqa: ANN001
+def _write_label_data(tmp_path: Path) -> None:
+    """A six-label corpus (label.json) and one query per label (test.jsonl), seed-004 style."""
     labels = ["甲状腺结节", "甲状腺癌", "胆管炎", "胰腺囊肿", "高血压", "糖尿病"]
     (tmp_path / "label.json").write_text(json.dumps(labels, ensure_ascii=False), "utf-8")
     (tmp_path / "test.jsonl").write_text("".join(
         json.dumps({"query": f"{t}怎么办", "pos": [t]}, ensure_ascii=False) + "\n"
         for t in labels), "utf-8")
+
+
+def test_eval_backend_faiss_writes_a_run_directory_without_a_node(
+        no_node: list[str], tiny_bert_dir: Path, tmp_path: Path, cli) -> None:  # noqa: ANN001
+    _write_label_data(tmp_path)
     out = tmp_path / "run"
     p = cli("eval", "--backend", "faiss", "--model", f"hf:{tiny_bert_dir}", "--corpus",
             tmp_path / "label.json", "--queries", tmp_path / "test.jsonl", "--k", "1,5",
@@ -210,11 +215,7 @@ def test_run_backend_override_keeps_the_file_and_writes_beside_it(
     results in <out>-faiss-flat, the experiment file untouched, no node asked."""
     import yaml
 
-    labels = ["甲状腺结节", "甲状腺癌", "胆管炎", "胰腺囊肿", "高血压", "糖尿病"]
-    (tmp_path / "label.json").write_text(json.dumps(labels, ensure_ascii=False), "utf-8")
-    (tmp_path / "test.jsonl").write_text("".join(
-        json.dumps({"query": f"{t}怎么办", "pos": [t]}, ensure_ascii=False) + "\n"
-        for t in labels), "utf-8")
+    _write_label_data(tmp_path)
     exp = tmp_path / "exp.yaml"
     text = yaml.safe_dump({
         "name": "over", "corpus": {"path": "label.json"}, "queries": [{"path": "test.jsonl"}],
@@ -321,11 +322,7 @@ def test_with_a_node_bm25_searches_it_and_dense_rows_stay_in_process(
     for k, v in es_node.env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("EMBEDARENA_HOME", str(tmp_path / "home"))
-    labels = ["甲状腺结节", "甲状腺癌", "胆管炎", "胰腺囊肿", "高血压", "糖尿病"]
-    (tmp_path / "label.json").write_text(json.dumps(labels, ensure_ascii=False), "utf-8")
-    (tmp_path / "test.jsonl").write_text("".join(
-        json.dumps({"query": f"{t}怎么办", "pos": [t]}, ensure_ascii=False) + "\n"
-        for t in labels), "utf-8")
+    _write_label_data(tmp_path)
     exp = ea.Experiment(name="mixed", corpus={"path": str(tmp_path / "label.json")},
                         queries=[{"path": str(tmp_path / "test.jsonl"), "name": "q"}],
                         metrics=["hit@1", "mrr@5"],
